@@ -1,0 +1,719 @@
+//! The checked intermediate representation: the one serde boundary between the compiler and the
+//! runtime. Everything here is plain data. The runtime reads only this.
+//!
+//! Invariants (established by `check`, relied upon by the runtime):
+//! - every `Ref` names something declared (an input of the action, an output for `say`, a known
+//!   `call` member); `env`/`secret` names are listed in `Action::env` / `Action::secrets`;
+//! - a `UrlPart::Ref` in `UrlContext::Origin` is always an `env` reference;
+//! - secrets appear only in `Request::auth` and `Request::headers`, never their values;
+//! - every `Mapping::path` parses as an RFC 9535 JSONPath; `singular` says whether it can select
+//!   at most one node;
+//! - `fallback` and every `on_status` outcome assign every required output.
+//!
+//! Bump [`IR_VERSION`] on any change a runtime built for the old layout would misread.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version of the IR layout. The runtime refuses documents of another version.
+pub const IR_VERSION: u32 = 1;
+
+/// A whole compiled project: every action of every file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    pub ir_version: u32,
+    pub actions: Vec<Action>,
+}
+
+impl Project {
+    pub fn action(&self, name: &str) -> Option<&Action> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+/// Where something stands in its source file (1-based line and character column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    pub line: u32,
+    pub column: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    pub name: String,
+    /// The file the action was declared in, as given to the compiler.
+    pub file: String,
+    pub location: Location,
+    pub description: String,
+    pub inputs: Vec<Input>,
+    pub request: Request,
+    pub outputs: Vec<Output>,
+    /// Spoken after a successful call; may reference `input.*`, `output.*`, `call.*`, `env.*`.
+    pub say: Option<Template>,
+    /// Status-specific outcomes, tried in order before the fallback.
+    pub on_status: Vec<StatusHandler>,
+    pub fallback: Option<Outcome>,
+    pub cache: Option<Cache>,
+    /// Actions whose cached entries are dropped after this action succeeds.
+    pub invalidates: Vec<String>,
+    pub tests: Vec<Test>,
+    /// Every environment variable the action reads via `env.NAME` (sorted, unique).
+    pub env: Vec<String>,
+    /// Every environment variable the action reads via `secret.NAME` (sorted, unique).
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Input {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: Ty,
+    /// Used when the caller omits the input. An input is required when it has no default and
+    /// its type is not optional.
+    pub default: Option<Value>,
+    pub description: Option<String>,
+}
+
+impl Input {
+    pub fn required(&self) -> bool {
+        self.default.is_none() && !self.ty.is_optional()
+    }
+}
+
+/// A value type of the language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Ty {
+    String {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<Format>,
+    },
+    Int,
+    Number,
+    Bool,
+    Enum {
+        values: Vec<String>,
+    },
+    List {
+        item: Box<Ty>,
+    },
+    Optional {
+        inner: Box<Ty>,
+    },
+}
+
+/// String formats checked on inputs, defaults and test values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Email,
+    Phone,
+    Date,
+    Datetime,
+    Uuid,
+    Url,
+}
+
+impl Format {
+    pub const ALL: [Format; 6] = [
+        Format::Email,
+        Format::Phone,
+        Format::Date,
+        Format::Datetime,
+        Format::Uuid,
+        Format::Url,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Email => "email",
+            Format::Phone => "phone",
+            Format::Date => "date",
+            Format::Datetime => "datetime",
+            Format::Uuid => "uuid",
+            Format::Url => "url",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// What a valid value looks like, for error messages.
+    pub fn example(self) -> &'static str {
+        match self {
+            Format::Email => "an email address like max@example.com",
+            Format::Phone => "an E.164 phone number like +4930123456",
+            Format::Date => "a date like 2026-11-24",
+            Format::Datetime => "an RFC 3339 date-time like 2026-11-24T15:00:00+01:00",
+            Format::Uuid => "a UUID like 123e4567-e89b-12d3-a456-426614174000",
+            Format::Url => "an absolute http(s) URL",
+        }
+    }
+
+    /// JSON Schema `format` keyword, where one exists.
+    pub fn json_schema_format(self) -> Option<&'static str> {
+        match self {
+            Format::Email => Some("email"),
+            Format::Phone => None,
+            Format::Date => Some("date"),
+            Format::Datetime => Some("date-time"),
+            Format::Uuid => Some("uuid"),
+            Format::Url => Some("uri"),
+        }
+    }
+
+    pub fn matches(self, s: &str) -> bool {
+        crate::formats::matches(self, s)
+    }
+}
+
+impl Ty {
+    pub fn is_optional(&self) -> bool {
+        matches!(self, Ty::Optional { .. })
+    }
+
+    /// The type without its optional wrapper.
+    pub fn base(&self) -> &Ty {
+        match self {
+            Ty::Optional { inner } => inner.base(),
+            other => other,
+        }
+    }
+
+    pub fn is_list(&self) -> bool {
+        matches!(self.base(), Ty::List { .. })
+    }
+
+    /// How the type is written in a `.mca` file.
+    pub fn display(&self) -> String {
+        match self {
+            Ty::String { format: None } => "string".into(),
+            Ty::String { format: Some(f) } => format!("string({})", f.name()),
+            Ty::Int => "int".into(),
+            Ty::Number => "number".into(),
+            Ty::Bool => "bool".into(),
+            Ty::Enum { values } => {
+                let vs: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+                format!("enum({})", vs.join(", "))
+            }
+            Ty::List { item } => format!("list<{}>", item.display()),
+            Ty::Optional { inner } => format!("{}?", inner.display()),
+        }
+    }
+
+    /// Checks a JSON value against the type. On mismatch, says where (a JSON pointer relative
+    /// to the value) and what was expected.
+    pub fn check(&self, value: &Value) -> Result<(), TypeMismatch> {
+        self.check_at(value, String::new())
+    }
+
+    fn check_at(&self, value: &Value, at: String) -> Result<(), TypeMismatch> {
+        let mismatch = |expected: String| {
+            Err(TypeMismatch {
+                pointer: at.clone(),
+                expected,
+                found: describe_value(value),
+            })
+        };
+        match (self, value) {
+            (Ty::Optional { .. }, Value::Null) => Ok(()),
+            (Ty::Optional { inner }, v) => inner.check_at(v, at),
+            (Ty::String { format }, Value::String(s)) => match format {
+                Some(f) if !f.matches(s) => mismatch(f.example().to_string()),
+                _ => Ok(()),
+            },
+            (Ty::Int, Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(()),
+            (Ty::Int, Value::Number(n)) if n.as_f64().is_some_and(is_integral) => Ok(()),
+            (Ty::Number, Value::Number(_)) => Ok(()),
+            (Ty::Bool, Value::Bool(_)) => Ok(()),
+            (Ty::Enum { values }, Value::String(s)) if values.iter().any(|v| v == s) => Ok(()),
+            (Ty::List { item }, Value::Array(items)) => {
+                for (i, v) in items.iter().enumerate() {
+                    item.check_at(v, format!("{at}/{i}"))?;
+                }
+                Ok(())
+            }
+            (Ty::Enum { values }, _) => {
+                let vs: Vec<String> = values.iter().map(|v| format!("\"{v}\"")).collect();
+                mismatch(format!("one of {}", vs.join(", ")))
+            }
+            (ty, _) => mismatch(ty.expectation()),
+        }
+    }
+
+    fn expectation(&self) -> String {
+        match self {
+            Ty::String { .. } => "a string".into(),
+            Ty::Int => "an integer".into(),
+            Ty::Number => "a number".into(),
+            Ty::Bool => "true or false".into(),
+            Ty::Enum { .. } => "one of the enum's values".into(),
+            Ty::List { item } => format!("a list of {}", item.display()),
+            Ty::Optional { inner } => format!("{} or null", inner.expectation()),
+        }
+    }
+}
+
+fn is_integral(f: f64) -> bool {
+    f.fract() == 0.0 && f.abs() < 9.0e15
+}
+
+/// Describes a JSON value in a few words, never echoing long content.
+pub fn describe_value(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeMismatch {
+    /// JSON pointer inside the checked value ("" for the value itself).
+    pub pointer: String,
+    pub expected: String,
+    pub found: String,
+}
+
+impl std::fmt::Display for TypeMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.pointer.is_empty() {
+            write!(f, "expected {}, found {}", self.expected, self.found)
+        } else {
+            write!(
+                f,
+                "at {}: expected {}, found {}",
+                self.pointer, self.expected, self.found
+            )
+        }
+    }
+}
+
+/// What a reference points into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Namespace {
+    Input,
+    Env,
+    Secret,
+    Call,
+    Output,
+}
+
+impl Namespace {
+    pub fn name(self) -> &'static str {
+        match self {
+            Namespace::Input => "input",
+            Namespace::Env => "env",
+            Namespace::Secret => "secret",
+            Namespace::Call => "call",
+            Namespace::Output => "output",
+        }
+    }
+}
+
+/// `input.X`, `env.X`, `secret.X`, `call.id`, `call.from`, `output.X`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ref {
+    pub ns: Namespace,
+    pub name: String,
+}
+
+impl std::fmt::Display for Ref {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.ns.name(), self.name)
+    }
+}
+
+/// A string with `{expr}` holes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Template {
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    Text(String),
+    Ref(Ref),
+}
+
+impl Template {
+    pub fn refs(&self) -> impl Iterator<Item = &Ref> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Ref(r) => Some(r),
+            Part::Text(_) => None,
+        })
+    }
+}
+
+/// A value computed per call: a literal, a single reference (keeps the referenced value's
+/// type) or a string template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expr {
+    Literal(Value),
+    Ref(Ref),
+    Template(Template),
+}
+
+impl Expr {
+    pub fn refs(&self) -> Vec<&Ref> {
+        match self {
+            Expr::Literal(_) => Vec::new(),
+            Expr::Ref(r) => vec![r],
+            Expr::Template(t) => t.refs().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Method {
+    GET,
+    HEAD,
+    POST,
+    PUT,
+    PATCH,
+    DELETE,
+    OPTIONS,
+}
+
+impl Method {
+    pub const ALL: [Method; 7] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::GET => "GET",
+            Method::HEAD => "HEAD",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            Method::OPTIONS => "OPTIONS",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// RFC 9110 idempotent methods.
+    pub fn is_idempotent(self) -> bool {
+        !matches!(self, Method::POST | Method::PATCH)
+    }
+
+    /// RFC 9110 safe (read-only) methods.
+    pub fn is_safe(self) -> bool {
+        matches!(self, Method::GET | Method::HEAD | Method::OPTIONS)
+    }
+}
+
+/// Where a reference stands in the URL template; decides its encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UrlContext {
+    /// Scheme, host and port: only `env` references, inserted verbatim.
+    Origin,
+    /// A path segment: percent-encoded, a `/` never adds a segment.
+    Path,
+    /// The query string: query-encoded.
+    Query,
+    /// The fragment (after `#`): percent-encoded.
+    Fragment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UrlPart {
+    Text(String),
+    Ref { r#ref: Ref, at: UrlContext },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UrlTemplate {
+    pub parts: Vec<UrlPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Param {
+    pub name: String,
+    pub value: Expr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Auth {
+    Bearer {
+        token: Expr,
+    },
+    Basic {
+        user: Expr,
+        password: Expr,
+    },
+    Header {
+        name: String,
+        value: Expr,
+    },
+    Query {
+        name: String,
+        value: Expr,
+    },
+    /// OAuth2 client credentials grant (RFC 6749 §4.4).
+    Oauth2 {
+        token_url: Expr,
+        client_id: Expr,
+        client_secret: Expr,
+        scope: Option<Expr>,
+    },
+}
+
+/// A JSON body whose leaves may be references or templates; built as a JSON value per call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonTemplate {
+    Literal(Value),
+    Ref(Ref),
+    Template(Template),
+    Array(Vec<JsonTemplate>),
+    Object(Vec<(String, JsonTemplate)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    Json { template: JsonTemplate },
+    Form { fields: Vec<Param> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retry {
+    /// Attempts after the first one.
+    pub attempts: u32,
+    /// Base delay of the capped exponential backoff.
+    pub backoff_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub method: Method,
+    pub url: UrlTemplate,
+    pub query: Vec<Param>,
+    pub headers: Vec<Param>,
+    pub auth: Option<Auth>,
+    pub body: Option<Body>,
+    pub idempotency_key: Option<Expr>,
+    /// The whole time the caller waits, every retry and backoff included.
+    pub timeout_ms: u64,
+    /// Bound on one attempt; `None` means the remaining deadline.
+    pub per_try_ms: Option<u64>,
+    pub retry: Retry,
+    pub max_response_bytes: u64,
+    /// Declared `read_only` (a POST that only reads, such as a search endpoint).
+    pub read_only: bool,
+}
+
+impl Request {
+    /// May this request be sent more than once for one call?
+    pub fn retryable(&self) -> bool {
+        self.method.is_idempotent() || self.read_only || self.idempotency_key.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MappingKind {
+    /// The node(s) the path selects.
+    Path,
+    /// `exists(path)`: true when the path selects at least one node.
+    Exists,
+    /// `count(path)`: how many nodes the path selects.
+    Count,
+    /// `first(path)`: the first selected node, if any.
+    First,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mapping {
+    pub kind: MappingKind,
+    /// RFC 9535 JSONPath, parsed once by the runtime at load.
+    pub path: String,
+    /// The path selects at most one node (RFC 9535 singular query).
+    pub singular: bool,
+    /// `?? default`: used when the path selects nothing (or null).
+    pub default: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: Ty,
+    pub mapping: Mapping,
+}
+
+/// Output values and speech used instead of the mapping (`on STATUS`, `fallback`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Assigned outputs; unassigned optional outputs are null.
+    pub values: Vec<(String, Value)>,
+    pub say: Option<Template>,
+}
+
+/// An inclusive range of HTTP statuses: `404` is 404..=404, `4xx` is 400..=499.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRange {
+    pub from: u16,
+    pub to: u16,
+}
+
+impl StatusRange {
+    pub fn contains(&self, status: u16) -> bool {
+        (self.from..=self.to).contains(&status)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusHandler {
+    pub statuses: Vec<StatusRange>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheScope {
+    /// Entries belong to one call (`X-Call-Id`) and are dropped when it ends.
+    Call,
+    /// Entries are shared by all calls.
+    Global,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cache {
+    pub ttl_ms: u64,
+    /// The inputs that make up the key (besides the action name and, for `call`, the call id).
+    pub key: Vec<String>,
+    pub scope: CacheScope,
+    pub stale_if_error_ms: Option<u64>,
+}
+
+/// Why an action did not produce mapped outputs. Also the codes `expect error` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The inputs failed their declared types (never reaches the upstream).
+    InvalidInput,
+    Timeout,
+    Connect,
+    UpstreamStatus,
+    TooLarge,
+    /// The upstream answered something that is not JSON.
+    InvalidResponse,
+    Mapping,
+    CircuitOpen,
+    /// The SSRF guard or the scheme policy refused the upstream address.
+    Blocked,
+    /// A rendered value could not be placed (for example a header with a line break).
+    InvalidRequest,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 10] = [
+        Reason::InvalidInput,
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::UpstreamStatus,
+        Reason::TooLarge,
+        Reason::InvalidResponse,
+        Reason::Mapping,
+        Reason::CircuitOpen,
+        Reason::Blocked,
+        Reason::InvalidRequest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidInput => "invalid_input",
+            Reason::Timeout => "timeout",
+            Reason::Connect => "connect",
+            Reason::UpstreamStatus => "upstream_status",
+            Reason::TooLarge => "too_large",
+            Reason::InvalidResponse => "invalid_response",
+            Reason::Mapping => "mapping",
+            Reason::CircuitOpen => "circuit_open",
+            Reason::Blocked => "blocked",
+            Reason::InvalidRequest => "invalid_request",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Test {
+    pub name: String,
+    pub location: Location,
+    /// Inputs as given (may be invalid on purpose when the test expects `invalid_input`).
+    pub inputs: serde_json::Map<String, Value>,
+    /// `env NAME = "..."` and `secret NAME = "..."` set for this test; others get placeholders.
+    pub env: Vec<(String, String)>,
+    pub secrets: Vec<(String, String)>,
+    pub call_id: Option<String>,
+    pub call_from: Option<String>,
+    /// Answers for successive upstream requests; the last one repeats.
+    pub upstream: Vec<UpstreamStub>,
+    pub expectations: Vec<Expectation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UpstreamStub {
+    Respond {
+        status: u16,
+        body: Option<Value>,
+        headers: Vec<(String, String)>,
+    },
+    /// Never answers.
+    Timeout,
+    /// Resets the connection.
+    Reset,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expectation {
+    pub location: Location,
+    #[serde(flatten)]
+    pub kind: ExpectationKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExpectationKind {
+    /// Status ok and the listed outputs equal.
+    Outputs { values: Vec<(String, Value)> },
+    /// Status fallback (or an `on` outcome) and the listed outputs equal.
+    Fallback { values: Vec<(String, Value)> },
+    Error { reason: Reason },
+    /// The (first) upstream request: method, path with query, and optional headers and body.
+    Request {
+        method: Method,
+        path: String,
+        headers: Vec<(String, String)>,
+        body: Option<Value>,
+    },
+    Say { text: String },
+}
