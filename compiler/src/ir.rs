@@ -704,10 +704,16 @@ pub struct Expectation {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ExpectationKind {
     /// Status ok and the listed outputs equal.
-    Outputs { values: Vec<(String, Value)> },
+    Outputs {
+        values: Vec<(String, Value)>,
+    },
     /// Status fallback (or an `on` outcome) and the listed outputs equal.
-    Fallback { values: Vec<(String, Value)> },
-    Error { reason: Reason },
+    Fallback {
+        values: Vec<(String, Value)>,
+    },
+    Error {
+        reason: Reason,
+    },
     /// The (first) upstream request: method, path with query, and optional headers and body.
     Request {
         method: Method,
@@ -715,5 +721,7 @@ pub enum ExpectationKind {
         headers: Vec<(String, String)>,
         body: Option<Value>,
     },
-    Say { text: String },
+    Say {
+        text: String,
+    },
 }

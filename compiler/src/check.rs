@@ -1,0 +1,2275 @@
+//! Semantic checks of one action, producing the IR when the action has no errors.
+//!
+//! Every check reports and carries on: one mistake never hides another. The IR is built in the
+//! same walk, so resolution logic exists once.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde_json::Value as Json;
+
+use crate::ast::{self, Span};
+use crate::diagnostic::{Code, Diagnostic, FileId};
+use crate::ir;
+use crate::lines::LineIndex;
+use crate::suggest::did_you_mean;
+use crate::template::{self, TPart};
+
+/// Live-call budgets.
+pub const TIMEOUT_ERROR_MS: u64 = 10_000;
+pub const TIMEOUT_WARN_MS: u64 = 5_000;
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+pub const MAX_RESPONSE_ERROR: u64 = 5 * 1024 * 1024;
+pub const MAX_RESPONSE_WARN: u64 = 2 * 1024 * 1024;
+pub const DEFAULT_MAX_RESPONSE: u64 = 2 * 1024 * 1024;
+pub const DEFAULT_BACKOFF_MS: u64 = 100;
+
+const MAPPING_FUNCTIONS: [&str; 3] = ["exists", "count", "first"];
+const TYPE_NAMES: [&str; 6] = ["string", "int", "number", "bool", "enum", "list"];
+const CALL_MEMBERS: [&str; 2] = ["id", "from"];
+
+/// What the checker knows about the rest of the project.
+pub struct ProjectNames<'a> {
+    pub actions: &'a HashSet<String>,
+}
+
+pub struct Ctx<'a> {
+    pub file: FileId,
+    pub file_name: &'a str,
+    pub text: &'a str,
+    pub lines: &'a LineIndex,
+    pub project: &'a ProjectNames<'a>,
+    pub diags: &'a mut Vec<Diagnostic>,
+}
+
+/// Where a reference stands, which decides what it may name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// URL, query, body, form, idempotency key, cache key.
+    Request,
+    /// `auth` and `header`: the only places secrets may go.
+    Credential,
+    /// `say` text: may read outputs; never secrets.
+    Say,
+}
+
+struct Declared<'s> {
+    inputs: Vec<(&'s ast::InputDecl, Option<ir::Ty>)>,
+    outputs: Vec<(&'s ast::OutputField, Option<ir::Ty>)>,
+}
+
+pub fn check_action(cx: &mut Ctx, action: &ast::Action) -> Option<ir::Action> {
+    let errors_before = cx.diags.iter().filter(|d| d.is_error()).count();
+    let mut ck = Checker {
+        file: cx.file,
+        text: cx.text,
+        lines: cx.lines,
+        project: cx.project,
+        diags: Vec::new(),
+        used_inputs: HashSet::new(),
+        env: BTreeSet::new(),
+        secrets: BTreeSet::new(),
+        input_names: Vec::new(),
+        output_names: Vec::new(),
+    };
+    let ir = ck.action(cx.file_name, action);
+    cx.diags.append(&mut ck.diags);
+    let errors_after = cx.diags.iter().filter(|d| d.is_error()).count();
+    if errors_after == errors_before {
+        ir
+    } else {
+        None
+    }
+}
+
+struct Checker<'a> {
+    file: FileId,
+    text: &'a str,
+    lines: &'a LineIndex,
+    project: &'a ProjectNames<'a>,
+    diags: Vec<Diagnostic>,
+    used_inputs: HashSet<String>,
+    env: BTreeSet<String>,
+    secrets: BTreeSet<String>,
+    input_names: Vec<String>,
+    output_names: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn err(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::new(code, self.file, span, message));
+        let last = self.diags.len() - 1;
+        &mut self.diags[last]
+    }
+
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn diag(&self, code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(code, self.file, span, message)
+    }
+
+    fn location(&self, span: Span) -> ir::Location {
+        let (line, column) = self.lines.line_col(self.text, span.start);
+        ir::Location { line, column }
+    }
+
+    fn keyword_span(span: Span, keyword: &str) -> Span {
+        Span::new(span.start, span.start + keyword.len())
+    }
+
+    // ---- the action ---------------------------------------------------------------------------
+
+    fn action(&mut self, file_name: &str, action: &ast::Action) -> Option<ir::Action> {
+        use ast::Item;
+        let mut description: Option<&ast::Description> = None;
+        let mut request: Option<&ast::Request> = None;
+        let mut outputs: Option<&ast::Outputs> = None;
+        let mut say: Option<&ast::Say> = None;
+        let mut fallback: Option<&ast::Fallback> = None;
+        let mut cache: Option<&ast::Cache> = None;
+        let mut inputs = Vec::new();
+        let mut on_status = Vec::new();
+        let mut invalidates = Vec::new();
+        let mut tests = Vec::new();
+
+        for item in &action.items {
+            match item {
+                Item::Description(d) => self.single(&mut description, d, d.span, "description"),
+                Item::Request(r) => self.single(&mut request, r, r.span, "request"),
+                Item::Outputs(o) => self.single(&mut outputs, o, o.span, "output"),
+                Item::Say(s) => self.single(&mut say, s, s.span, "say"),
+                Item::Fallback(f) => self.single(&mut fallback, f, f.span, "fallback"),
+                Item::Cache(c) => self.single(&mut cache, c, c.span, "cache"),
+                Item::Input(i) => inputs.push(i),
+                Item::OnStatus(o) => on_status.push(o),
+                Item::Invalidates(i) => invalidates.push(i),
+                Item::Test(t) => tests.push(t),
+            }
+        }
+
+        let description_text = match description {
+            Some(d) => self.plain_string(&d.text),
+            None => {
+                self.push(
+                    self.diag(
+                        Code::MissingDescription,
+                        action.name.span,
+                        format!("action `{}` has no description", action.name.name),
+                    )
+                    .label("no `description`")
+                    .hint(
+                        "assistants choose tools by their description: add `description \"...\"`",
+                    ),
+                );
+                Some(String::new())
+            }
+        };
+
+        // Declarations first, so that every use can be resolved whatever the order of items.
+        let declared = self.declare(&inputs, outputs);
+
+        let request_ir = match request {
+            Some(r) => self.request(r),
+            None => {
+                self.push(
+                    self.diag(
+                        Code::MissingItem,
+                        action.name.span,
+                        format!("action `{}` has no `request`", action.name.name),
+                    )
+                    .label("this action never calls anything")
+                    .hint("add `request GET \"https://...\" { }`"),
+                );
+                None
+            }
+        };
+
+        let inputs_ir = self.inputs(&declared);
+        let outputs_ir = self.outputs(&declared);
+        let say_ir = say.and_then(|s| self.template(&s.text, Place::Say));
+
+        let required: Vec<&str> = declared
+            .outputs
+            .iter()
+            .filter(|(_, ty)| ty.as_ref().is_some_and(|t| !t.is_optional()))
+            .map(|(o, _)| o.name.name.as_str())
+            .collect();
+        let mut on_ir = Vec::new();
+        for o in &on_status {
+            let statuses = self.statuses(&o.statuses);
+            let outcome = self.outcome(&o.items, &declared, &required, o.span, "on");
+            if let (Some(statuses), Some(outcome)) = (statuses, outcome) {
+                on_ir.push(ir::StatusHandler { statuses, outcome });
+            }
+        }
+        let fallback_ir =
+            fallback.and_then(|f| self.outcome(&f.items, &declared, &required, f.span, "fallback"));
+
+        let cache_ir = cache.and_then(|c| self.cache(c, request));
+
+        let mut invalidates_ir = Vec::new();
+        for inv in &invalidates {
+            for t in &inv.targets {
+                if self.project.actions.contains(&t.name) {
+                    invalidates_ir.push(t.name.clone());
+                } else {
+                    let hint =
+                        did_you_mean(&t.name, self.project.actions.iter().map(String::as_str));
+                    let d = self
+                        .diag(
+                            Code::UnknownAction,
+                            t.span,
+                            format!("unknown action `{}`", t.name),
+                        )
+                        .label("no action of this name in the project")
+                        .hint_opt(hint);
+                    self.push(d);
+                }
+            }
+        }
+
+        let mut test_names: HashMap<String, Span> = HashMap::new();
+        let mut tests_ir = Vec::new();
+        for t in &tests {
+            let name = self.plain_string(&t.name).unwrap_or_default();
+            if let Some(first) = test_names.get(&name) {
+                let d = self
+                    .diag(
+                        Code::DuplicateTest,
+                        t.name.span,
+                        format!("a test named {name:?} already exists in this action"),
+                    )
+                    .label("second test of this name")
+                    .secondary(self.file, *first, "first declared here");
+                self.push(d);
+            } else {
+                test_names.insert(name.clone(), t.name.span);
+            }
+            if let Some(ti) = self.test(t, name, &declared, request) {
+                tests_ir.push(ti);
+            }
+        }
+
+        // Unused inputs: only meaningful when the request parsed.
+        if request.is_some() {
+            for (i, _) in &declared.inputs {
+                if !self.used_inputs.contains(&i.name.name) {
+                    let d = self
+                        .diag(
+                            Code::UnusedInput,
+                            i.name.span,
+                            format!("input `{}` is never used", i.name.name),
+                        )
+                        .label("not used by the request, the cache key or `say`")
+                        .hint("the assistant will still ask for it: use it, or remove it");
+                    self.push(d);
+                }
+            }
+        }
+
+        Some(ir::Action {
+            name: action.name.name.clone(),
+            file: file_name.to_string(),
+            location: self.location(action.name.span),
+            description: description_text?,
+            inputs: inputs_ir?,
+            request: request_ir?,
+            outputs: outputs_ir?,
+            say: say_ir,
+            on_status: on_ir,
+            fallback: fallback_ir,
+            cache: cache_ir,
+            invalidates: invalidates_ir,
+            tests: tests_ir,
+            env: std::mem::take(&mut self.env).into_iter().collect(),
+            secrets: std::mem::take(&mut self.secrets).into_iter().collect(),
+        })
+    }
+
+    fn single<'s, T>(&mut self, slot: &mut Option<&'s T>, item: &'s T, span: Span, keyword: &str)
+    where
+        T: HasSpan,
+    {
+        match slot {
+            Some(first) => {
+                let d = self
+                    .diag(
+                        Code::DuplicateItem,
+                        Self::keyword_span(span, keyword),
+                        format!("`{keyword}` is given twice in this action"),
+                    )
+                    .label("second one")
+                    .secondary(
+                        self.file,
+                        Self::keyword_span(first.span(), keyword),
+                        "first one here",
+                    )
+                    .hint(format!("an action has at most one `{keyword}`"));
+                self.push(d);
+            }
+            None => *slot = Some(item),
+        }
+    }
+
+    // ---- declarations -------------------------------------------------------------------------
+
+    fn declare<'s>(
+        &mut self,
+        inputs: &[&'s ast::InputDecl],
+        outputs: Option<&'s ast::Outputs>,
+    ) -> Declared<'s> {
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut ins = Vec::new();
+        for i in inputs {
+            if let Some(first) = seen.get(i.name.name.as_str()) {
+                let d = self
+                    .diag(
+                        Code::DuplicateInput,
+                        i.name.span,
+                        format!("input `{}` is declared twice", i.name.name),
+                    )
+                    .label("second declaration")
+                    .secondary(self.file, *first, "first declared here");
+                self.push(d);
+                continue;
+            }
+            seen.insert(&i.name.name, i.name.span);
+            let ty = self.ty(&i.ty);
+            ins.push((*i, ty));
+            self.input_names.push(i.name.name.clone());
+        }
+        let mut outs = Vec::new();
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for o in outputs.map(|o| o.fields.as_slice()).unwrap_or_default() {
+            if let Some(first) = seen.get(o.name.name.as_str()) {
+                let d = self
+                    .diag(
+                        Code::DuplicateOutput,
+                        o.name.span,
+                        format!("output `{}` is declared twice", o.name.name),
+                    )
+                    .label("second declaration")
+                    .secondary(self.file, *first, "first declared here");
+                self.push(d);
+                continue;
+            }
+            seen.insert(&o.name.name, o.name.span);
+            let ty = self.ty(&o.ty);
+            outs.push((o, ty));
+            self.output_names.push(o.name.name.clone());
+        }
+        Declared {
+            inputs: ins,
+            outputs: outs,
+        }
+    }
+
+    fn ty(&mut self, t: &ast::TypeExpr) -> Option<ir::Ty> {
+        let name = t.name.name.as_str();
+        let args = t.args.as_deref();
+        let base = match name {
+            "string" => {
+                self.no_item(t);
+                match args {
+                    None => Some(ir::Ty::String { format: None }),
+                    Some([ast::TypeArg::Ident(f)]) => match ir::Format::from_name(&f.name) {
+                        Some(format) => Some(ir::Ty::String {
+                            format: Some(format),
+                        }),
+                        None => {
+                            let hint =
+                                did_you_mean(&f.name, ir::Format::ALL.iter().map(|f| f.name()));
+                            let d = self
+                                .diag(
+                                    Code::UnknownFormat,
+                                    f.span,
+                                    format!("unknown string format `{}`", f.name),
+                                )
+                                .label("not a format")
+                                .hint(hint.unwrap_or_else(|| {
+                                    "formats: email, phone, date, datetime, uuid, url".into()
+                                }));
+                            self.push(d);
+                            None
+                        }
+                    },
+                    Some(_) => {
+                        let span = t.args_span.unwrap_or(t.span);
+                        self.err(
+                            Code::UnknownFormat,
+                            span,
+                            "`string(...)` takes one format name",
+                        )
+                        .primary
+                        .message = "expected one of email, phone, date, datetime, uuid, url".into();
+                        None
+                    }
+                }
+            }
+            "int" | "number" | "bool" => {
+                self.no_item(t);
+                if let Some(span) = t.args_span {
+                    self.err(
+                        Code::UnknownType,
+                        span,
+                        format!("`{name}` takes no arguments"),
+                    )
+                    .primary
+                    .message = "remove this".into();
+                    return None;
+                }
+                Some(match name {
+                    "int" => ir::Ty::Int,
+                    "number" => ir::Ty::Number,
+                    _ => ir::Ty::Bool,
+                })
+            }
+            "enum" => {
+                self.no_item(t);
+                let mut values = Vec::new();
+                let mut ok = true;
+                for a in args.unwrap_or_default() {
+                    match a {
+                        ast::TypeArg::Str(s) => {
+                            let v = self.plain_string(s)?;
+                            if values.contains(&v) {
+                                self.err(
+                                    Code::InvalidEnum,
+                                    s.span,
+                                    format!("enum value {v:?} is listed twice"),
+                                )
+                                .primary
+                                .message = "duplicate".into();
+                                ok = false;
+                            } else if v.is_empty() {
+                                self.err(
+                                    Code::InvalidEnum,
+                                    s.span,
+                                    "enum values cannot be empty",
+                                )
+                                .primary
+                                .message = "empty".into();
+                                ok = false;
+                            }
+                            values.push(v);
+                        }
+                        ast::TypeArg::Ident(i) => {
+                            let d = self
+                                .diag(Code::InvalidEnum, i.span, "enum values are strings")
+                                .label("not in quotes")
+                                .hint(format!("write \"{}\"", i.name));
+                            self.push(d);
+                            ok = false;
+                        }
+                    }
+                }
+                if values.is_empty() && ok {
+                    let d = self
+                        .diag(
+                            Code::InvalidEnum,
+                            t.span,
+                            "an enum needs at least one value",
+                        )
+                        .label("no values")
+                        .hint("write `enum(\"low\", \"normal\", \"urgent\")`");
+                    self.push(d);
+                    ok = false;
+                }
+                ok.then_some(ir::Ty::Enum { values })
+            }
+            "list" => match &t.item {
+                Some(item) => self.ty(item).map(|item| ir::Ty::List {
+                    item: Box::new(item),
+                }),
+                None => {
+                    let d = self
+                        .diag(Code::UnknownType, t.span, "`list` needs an item type")
+                        .label("missing `<...>`")
+                        .hint("write `list<string>`");
+                    self.push(d);
+                    None
+                }
+            },
+            other => {
+                let hint = did_you_mean(other, TYPE_NAMES.iter().copied());
+                let d = self
+                    .diag(Code::UnknownType, t.name.span, format!("unknown type `{other}`"))
+                    .label("not a type")
+                    .hint(hint.unwrap_or_else(|| {
+                        "types: string, int, number, bool, enum(...), list<...>, and T? for optional".into()
+                    }));
+                self.push(d);
+                None
+            }
+        }?;
+        Some(if t.optional {
+            ir::Ty::Optional {
+                inner: Box::new(base),
+            }
+        } else {
+            base
+        })
+    }
+
+    fn no_item(&mut self, t: &ast::TypeExpr) {
+        if let Some(item) = &t.item {
+            let d = self
+                .diag(
+                    Code::UnknownType,
+                    item.span,
+                    format!("`{}` takes no item type", t.name.name),
+                )
+                .label("only `list<...>` has an item type");
+            self.push(d);
+        }
+    }
+
+    fn inputs(&mut self, declared: &Declared) -> Option<Vec<ir::Input>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, ty) in &declared.inputs {
+            let default = match &i.default {
+                Some(v) => {
+                    let json = self.literal(v, "a default");
+                    if let (Some(json), Some(ty)) = (&json, ty) {
+                        self.check_value(ty, json, v, &format!("the default of `{}`", i.name.name));
+                    }
+                    json
+                }
+                None => None,
+            };
+            let description = i.doc.as_ref().and_then(|d| self.plain_string(d));
+            match ty {
+                Some(ty) => out.push(ir::Input {
+                    name: i.name.name.clone(),
+                    ty: ty.clone(),
+                    default,
+                    description,
+                }),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    // ---- values ---------------------------------------------------------------------------------
+
+    fn plain_string(&mut self, s: &ast::StrLit) -> Option<String> {
+        match template::unescape(self.file, s) {
+            Ok(t) => Some(t),
+            Err(d) => {
+                self.push(d);
+                None
+            }
+        }
+    }
+
+    /// A literal JSON value (no references), as used by defaults, outcomes and tests.
+    fn literal(&mut self, v: &ast::Value, what: &str) -> Option<Json> {
+        match v {
+            ast::Value::Object(members, _) => {
+                let mut map = serde_json::Map::new();
+                let mut ok = true;
+                for m in members {
+                    let key = self.key(&m.key);
+                    let val = self.literal(&m.value, what);
+                    match (key, val) {
+                        (Some(k), Some(v)) => {
+                            map.insert(k, v);
+                        }
+                        _ => ok = false,
+                    }
+                }
+                ok.then_some(Json::Object(map))
+            }
+            ast::Value::Array(items, _) => {
+                let vals: Vec<Option<Json>> = items.iter().map(|i| self.literal(i, what)).collect();
+                vals.into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .map(Json::Array)
+            }
+            ast::Value::Scalar(e) => match e {
+                ast::Expr::Str(s) => self.plain_string(s).map(Json::String),
+                ast::Expr::Number(n, _) => Some(Json::Number(n.clone())),
+                ast::Expr::Bool(b, _) => Some(Json::Bool(*b)),
+                ast::Expr::Null(_) => Some(Json::Null),
+                ast::Expr::Ref(r) => {
+                    let d = self
+                        .diag(
+                            Code::ReferenceNotAllowed,
+                            r.span,
+                            format!("{what} cannot refer to `{}`", ref_text(r)),
+                        )
+                        .label("only literal values are allowed here")
+                        .hint("write the value itself, like \"text\", 42, true or null");
+                    self.push(d);
+                    None
+                }
+            },
+        }
+    }
+
+    fn key(&mut self, k: &ast::Key) -> Option<String> {
+        match k {
+            ast::Key::Ident(i) => Some(i.name.clone()),
+            ast::Key::Str(s) => self.plain_string(s),
+        }
+    }
+
+    /// Type-checks a literal against a type, pointing at the offending part of the value.
+    fn check_value(&mut self, ty: &ir::Ty, json: &Json, v: &ast::Value, what: &str) -> bool {
+        match ty.check(json) {
+            Ok(()) => true,
+            Err(m) => {
+                let span = span_at_pointer(v, &m.pointer);
+                let d = self
+                    .diag(
+                        Code::TypeMismatch,
+                        span,
+                        format!(
+                            "{what} has the wrong type: expected {}, found {}",
+                            m.expected, m.found
+                        ),
+                    )
+                    .label(format!("expected {}", m.expected))
+                    .hint(format!("the declared type is `{}`", ty.display()));
+                self.push(d);
+                false
+            }
+        }
+    }
+
+    // ---- references and templates -------------------------------------------------------------
+
+    fn reference(&mut self, r: &ast::RefExpr, place: Place) -> Option<ir::Ref> {
+        let ns_ident = r.segments.first()?;
+        let ns = match ns_ident.name.as_str() {
+            "input" => ir::Namespace::Input,
+            "env" => ir::Namespace::Env,
+            "secret" => ir::Namespace::Secret,
+            "call" => ir::Namespace::Call,
+            "output" => ir::Namespace::Output,
+            other => {
+                let hint = did_you_mean(
+                    other,
+                    ["input", "env", "secret", "call", "output"].into_iter(),
+                );
+                let d = self
+                    .diag(
+                        Code::UnknownReference,
+                        ns_ident.span,
+                        format!("unknown reference `{}`", ref_text(r)),
+                    )
+                    .label("not a namespace")
+                    .hint(hint.unwrap_or_else(|| {
+                        "references start with input., env., secret., call. or output.".into()
+                    }));
+                self.push(d);
+                return None;
+            }
+        };
+        let member = r.segments.get(1)?;
+        if let Some(extra) = r.segments.get(2) {
+            let d = self
+                .diag(
+                    Code::UnknownReference,
+                    Span::new(extra.span.start.saturating_sub(1), r.span.end),
+                    format!("`{}` has no fields", ref_text_n(r, 2)),
+                )
+                .label("remove this")
+                .hint("map nested response data to outputs with a JSONPath instead");
+            self.push(d);
+            return None;
+        }
+        let name = member.name.clone();
+        match ns {
+            ir::Namespace::Input => {
+                if !self.input_names.contains(&name) {
+                    let hint = did_you_mean(&name, self.input_names.iter().map(String::as_str));
+                    let d = self
+                        .diag(
+                            Code::UnknownInput,
+                            member.span,
+                            format!("unknown input `{name}`"),
+                        )
+                        .label("no input of this name in this action")
+                        .hint_opt(hint.or_else(|| {
+                            Some(format!("declare it: `input {name}: string \"...\"`"))
+                        }));
+                    self.push(d);
+                    return None;
+                }
+                self.used_inputs.insert(name.clone());
+            }
+            ir::Namespace::Output => {
+                if place != Place::Say {
+                    let d = self
+                        .diag(
+                            Code::ReferenceNotAllowed,
+                            r.span,
+                            format!("`{}` is not known yet here", ref_text(r)),
+                        )
+                        .label("outputs exist only after the response")
+                        .hint("outputs can be used in `say` texts");
+                    self.push(d);
+                    return None;
+                }
+                if !self.output_names.contains(&name) {
+                    let hint = did_you_mean(&name, self.output_names.iter().map(String::as_str));
+                    let d = self
+                        .diag(
+                            Code::UnknownOutput,
+                            member.span,
+                            format!("unknown output `{name}`"),
+                        )
+                        .label("no output of this name in this action")
+                        .hint_opt(hint);
+                    self.push(d);
+                    return None;
+                }
+            }
+            ir::Namespace::Call => {
+                if !CALL_MEMBERS.contains(&name.as_str()) {
+                    let hint = did_you_mean(&name, CALL_MEMBERS.iter().copied());
+                    let d = self
+                        .diag(
+                            Code::UnknownReference,
+                            member.span,
+                            format!("`call` has no member `{name}`"),
+                        )
+                        .label("unknown")
+                        .hint(hint.unwrap_or_else(|| "use call.id or call.from".into()));
+                    self.push(d);
+                    return None;
+                }
+            }
+            ir::Namespace::Env => {
+                self.env.insert(name.clone());
+            }
+            ir::Namespace::Secret => {
+                self.secrets.insert(name.clone());
+                if place != Place::Credential {
+                    let where_ = match place {
+                        Place::Say => "in spoken text",
+                        _ => "in the URL, query, body, key or outputs",
+                    };
+                    let d = self
+                        .diag(Code::SecretMisplaced, r.span, format!("secret `{name}` is used {where_}"))
+                        .label("secrets may only be sent in `auth` or `header`")
+                        .hint("a secret placed here could be logged, cached or spoken; use `auth` or `header`, or `env.` for values that are not secret");
+                    self.push(d);
+                    return None;
+                }
+            }
+        }
+        Some(ir::Ref { ns, name })
+    }
+
+    fn template_parts(&mut self, s: &ast::StrLit) -> Option<Vec<TPart>> {
+        match template::parse(self.file, s) {
+            Ok(p) => Some(p),
+            Err(d) => {
+                self.push(d);
+                None
+            }
+        }
+    }
+
+    fn template(&mut self, s: &ast::StrLit, place: Place) -> Option<ir::Template> {
+        let parts = self.template_parts(s)?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for p in parts {
+            match p {
+                TPart::Text(t) => out.push(ir::Part::Text(t)),
+                TPart::Ref(r) => match self.reference(&r, place) {
+                    Some(r) => out.push(ir::Part::Ref(r)),
+                    None => ok = false,
+                },
+            }
+        }
+        ok.then_some(ir::Template { parts: out })
+    }
+
+    fn expr(&mut self, e: &ast::Expr, place: Place) -> Option<ir::Expr> {
+        Some(match e {
+            ast::Expr::Ref(r) => ir::Expr::Ref(self.reference(r, place)?),
+            ast::Expr::Str(s) => {
+                let t = self.template(s, place)?;
+                match t.parts.as_slice() {
+                    [ir::Part::Text(text)] => ir::Expr::Literal(Json::String(text.clone())),
+                    _ => ir::Expr::Template(t),
+                }
+            }
+            ast::Expr::Number(n, _) => ir::Expr::Literal(Json::Number(n.clone())),
+            ast::Expr::Bool(b, _) => ir::Expr::Literal(Json::Bool(*b)),
+            ast::Expr::Null(_) => ir::Expr::Literal(Json::Null),
+        })
+    }
+
+    fn json_template(&mut self, v: &ast::Value) -> Option<ir::JsonTemplate> {
+        Some(match v {
+            ast::Value::Object(members, _) => {
+                let mut out = Vec::new();
+                let mut ok = true;
+                let mut seen: HashMap<String, Span> = HashMap::new();
+                for m in members {
+                    let key = self.key(&m.key);
+                    if let Some(k) = &key {
+                        if let Some(first) = seen.get(k) {
+                            let d = self
+                                .diag(
+                                    Code::DuplicateItem,
+                                    m.key.span(),
+                                    format!("key {k:?} is given twice"),
+                                )
+                                .label("second one")
+                                .secondary(self.file, *first, "first one here");
+                            self.push(d);
+                            ok = false;
+                        }
+                        seen.insert(k.clone(), m.key.span());
+                    }
+                    let val = self.json_template(&m.value);
+                    match (key, val) {
+                        (Some(k), Some(v)) => out.push((k, v)),
+                        _ => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                ir::JsonTemplate::Object(out)
+            }
+            ast::Value::Array(items, _) => {
+                let vals: Vec<Option<ir::JsonTemplate>> =
+                    items.iter().map(|i| self.json_template(i)).collect();
+                ir::JsonTemplate::Array(vals.into_iter().collect::<Option<Vec<_>>>()?)
+            }
+            ast::Value::Scalar(e) => match self.expr(e, Place::Request)? {
+                ir::Expr::Literal(v) => ir::JsonTemplate::Literal(v),
+                ir::Expr::Ref(r) => ir::JsonTemplate::Ref(r),
+                ir::Expr::Template(t) => ir::JsonTemplate::Template(t),
+            },
+        })
+    }
+
+    // ---- request --------------------------------------------------------------------------------
+
+    fn request(&mut self, r: &ast::Request) -> Option<ir::Request> {
+        use ast::RequestItem as RI;
+        let method = match ir::Method::from_name(&r.method.name) {
+            Some(m) => Some(m),
+            None => {
+                let upper = r.method.name.to_ascii_uppercase();
+                let hint = if ir::Method::from_name(&upper).is_some() {
+                    Some(format!("methods are written in capitals: `{upper}`"))
+                } else {
+                    did_you_mean(&upper, ir::Method::ALL.iter().map(|m| m.as_str()))
+                };
+                let d = self
+                    .diag(
+                        Code::UnknownMethod,
+                        r.method.span,
+                        format!("unknown HTTP method `{}`", r.method.name),
+                    )
+                    .label("not a method")
+                    .hint(
+                        hint.unwrap_or_else(|| "use GET, POST, PUT, PATCH, DELETE or HEAD".into()),
+                    );
+                self.push(d);
+                None
+            }
+        };
+        let url = self.url(&r.url);
+
+        let mut ok = true;
+        let mut query = Vec::new();
+        let mut headers = Vec::new();
+        let mut auth = None;
+        let mut body: Option<(ir::Body, Span)> = None;
+        let mut idempotency_key = None;
+        let mut timeout: Option<(u64, Span)> = None;
+        let mut per_try: Option<(u64, Span)> = None;
+        let mut retry: Option<(ir::Retry, Span)> = None;
+        let mut max_response: Option<(u64, Span)> = None;
+        let mut read_only = false;
+        let mut seen: HashMap<&'static str, Span> = HashMap::new();
+
+        for item in &r.items {
+            let key = match item {
+                RI::Query(_) | RI::Header(_) => None,
+                RI::Auth(_) => Some("auth"),
+                RI::Body(..) | RI::Form(..) => Some("body"),
+                RI::IdempotencyKey(..) => Some("idempotency_key"),
+                RI::Timeout(..) => Some("timeout"),
+                RI::PerTry(..) => Some("per_try"),
+                RI::Retry { .. } => Some("retry"),
+                RI::MaxResponse(..) => Some("max_response"),
+                RI::ReadOnly(_) => Some("read_only"),
+            };
+            if let Some(key) = key {
+                if let Some(first) = seen.get(key) {
+                    let what = if key == "body" {
+                        "a body (`body` or `form`)"
+                    } else {
+                        key
+                    };
+                    let d = self
+                        .diag(
+                            Code::DuplicateItem,
+                            item.span(),
+                            format!("this request has {what} twice"),
+                        )
+                        .label("second one")
+                        .secondary(self.file, *first, "first one here");
+                    self.push(d);
+                    ok = false;
+                    continue;
+                }
+                seen.insert(key, item.span());
+            }
+            match item {
+                RI::Query(p) => match self.param(p, Place::Request) {
+                    Some(p) => query.push(p),
+                    None => ok = false,
+                },
+                RI::Header(p) => match self.header(p) {
+                    Some(p) => headers.push(p),
+                    None => ok = false,
+                },
+                RI::Auth(a) => {
+                    auth = self.auth(a);
+                    ok &= auth.is_some();
+                }
+                RI::Body(v, span) => match self.json_template(v) {
+                    Some(t) => body = Some((ir::Body::Json { template: t }, *span)),
+                    None => ok = false,
+                },
+                RI::Form(v, span) => match self.form(v) {
+                    Some(fields) => body = Some((ir::Body::Form { fields }, *span)),
+                    None => ok = false,
+                },
+                RI::IdempotencyKey(e, _) => {
+                    idempotency_key = self.expr(e, Place::Request);
+                    ok &= idempotency_key.is_some();
+                }
+                RI::Timeout(d, span) => timeout = self.duration(d).map(|ms| (ms, *span)),
+                RI::PerTry(d, span) => per_try = self.duration(d).map(|ms| (ms, *span)),
+                RI::Retry {
+                    count,
+                    backoff,
+                    span,
+                } => {
+                    let backoff_ms = match backoff {
+                        Some(b) => self.duration(b),
+                        None => Some(DEFAULT_BACKOFF_MS),
+                    };
+                    match (count.value, backoff_ms) {
+                        (Some(n), Some(b)) if n <= 10 => {
+                            retry = Some((
+                                ir::Retry {
+                                    attempts: n as u32,
+                                    backoff_ms: b,
+                                },
+                                *span,
+                            ))
+                        }
+                        (Some(_), Some(_)) => {
+                            let d = self
+                                .diag(Code::NumberOutOfRange, count.span, "at most 10 retries")
+                                .label("too many retries")
+                                .hint("a caller is waiting: one or two retries are usually right");
+                            self.push(d);
+                            ok = false;
+                        }
+                        _ => ok = false,
+                    }
+                }
+                RI::MaxResponse(s, span) => match s.bytes {
+                    Some(0) => {
+                        self.err(Code::ZeroDuration, *span, "max_response of zero bytes")
+                            .primary
+                            .message = "no response could fit".into();
+                        ok = false;
+                    }
+                    Some(b) => max_response = Some((b, *span)),
+                    None => ok = false,
+                },
+                RI::ReadOnly(_) => read_only = true,
+            }
+        }
+
+        let timeout_ms = timeout.map_or(DEFAULT_TIMEOUT_MS, |t| t.0);
+        if let Some((ms, span)) = timeout {
+            if ms > TIMEOUT_ERROR_MS {
+                let d = self
+                    .diag(
+                        Code::TimeoutTooLong,
+                        span,
+                        format!(
+                            "timeout of {} is over the 10 s limit of a live call",
+                            fmt_ms(ms)
+                        ),
+                    )
+                    .label("too long for a caller waiting in silence")
+                    .hint("use 5s or less; give the caller a fallback instead of a long wait");
+                self.push(d);
+            } else if ms > TIMEOUT_WARN_MS {
+                let d = self
+                    .diag(
+                        Code::TimeoutLong,
+                        span,
+                        format!("timeout of {} is over the recommended 5 s", fmt_ms(ms)),
+                    )
+                    .label("the caller waits in silence this long")
+                    .hint("5s or less is recommended for a live call");
+                self.push(d);
+            }
+        }
+        if let Some((ms, span)) = per_try {
+            if ms > timeout_ms {
+                let d = self
+                    .diag(Code::PerTryOverTimeout, span, format!("per_try of {} is longer than the timeout of {}", fmt_ms(ms), fmt_ms(timeout_ms)))
+                    .label("can never be reached")
+                    .hint("`timeout` bounds the whole call, every retry included; `per_try` bounds one attempt");
+                self.push(d);
+            }
+        }
+        let max_response_bytes = max_response.map_or(DEFAULT_MAX_RESPONSE, |m| m.0);
+        if let Some((bytes, span)) = max_response {
+            if bytes > MAX_RESPONSE_ERROR {
+                let d = self
+                    .diag(
+                        Code::ResponseTooLarge,
+                        span,
+                        "max_response is over the 5MB limit",
+                    )
+                    .label("too large for a live call")
+                    .hint("ask the API for less (fields, page size); 2MB or less is recommended");
+                self.push(d);
+            } else if bytes > MAX_RESPONSE_WARN {
+                let d = self
+                    .diag(
+                        Code::ResponseLarge,
+                        span,
+                        "max_response is over the recommended 2MB",
+                    )
+                    .label("large responses slow the answer")
+                    .hint("ask the API for less (fields, page size)");
+                self.push(d);
+            }
+        }
+        if let (Some(m), Some((rt, span))) = (method, &retry) {
+            if rt.attempts > 0 && !m.is_idempotent() && idempotency_key.is_none() && !read_only {
+                let d = self
+                    .diag(
+                        Code::RetryWithoutIdempotencyKey,
+                        *span,
+                        format!("a {} is retried without an idempotency key", m.as_str()),
+                    )
+                    .label("a retry could perform the write twice")
+                    .secondary(self.file, r.method.span, "not idempotent")
+                    .hint("add `idempotency_key \"{call.id}-...\"`, mark a read-only endpoint `read_only`, or remove the retry");
+                self.push(d);
+            }
+            if rt.attempts > 0 && rt.backoff_ms >= timeout_ms {
+                let d = self
+                    .diag(
+                        Code::RetryNeverRuns,
+                        *span,
+                        "the backoff is as long as the whole timeout: no retry can ever run",
+                    )
+                    .label("never runs")
+                    .hint("`timeout` bounds the whole call, every retry and backoff included");
+                self.push(d);
+            }
+        }
+        if let (Some(m), Some((_, span))) = (method, &body) {
+            if matches!(m, ir::Method::GET | ir::Method::HEAD) {
+                let d = self
+                    .diag(
+                        Code::InvalidHeader,
+                        *span,
+                        format!("a {} request cannot carry a body", m.as_str()),
+                    )
+                    .label("not sent by servers' rules")
+                    .hint("use query parameters, or POST");
+                self.push(d);
+                ok = false;
+            }
+        }
+
+        Some(ir::Request {
+            method: method?,
+            url: url?,
+            query,
+            headers,
+            auth,
+            body: body.map(|b| b.0),
+            idempotency_key,
+            timeout_ms,
+            per_try_ms: per_try.map(|p| p.0),
+            retry: retry.map(|r| r.0).unwrap_or(ir::Retry {
+                attempts: 0,
+                backoff_ms: DEFAULT_BACKOFF_MS,
+            }),
+            max_response_bytes,
+            read_only,
+        })
+        .filter(|_| ok)
+    }
+
+    fn duration(&mut self, d: &ast::Duration) -> Option<u64> {
+        match d.ms {
+            Some(0) => {
+                let d = self
+                    .diag(Code::ZeroDuration, d.span, "a duration of zero")
+                    .label("must be longer than zero");
+                self.push(d);
+                None
+            }
+            other => other,
+        }
+    }
+
+    fn param(&mut self, p: &ast::Param, place: Place) -> Option<ir::Param> {
+        let name = self.plain_string(&p.name)?;
+        let value = self.expr(&p.value, place)?;
+        Some(ir::Param { name, value })
+    }
+
+    fn header(&mut self, p: &ast::Param) -> Option<ir::Param> {
+        let param = self.param(p, Place::Credential)?;
+        if !valid_header_name(&param.name) {
+            let d = self
+                .diag(
+                    Code::InvalidHeader,
+                    p.name.span,
+                    format!("{:?} is not a valid header name", param.name),
+                )
+                .label("header names are letters, digits and -")
+                .hint("for example \"X-Api-Key\"");
+            self.push(d);
+            return None;
+        }
+        if let ir::Expr::Literal(Json::String(v)) = &param.value {
+            if v.contains(['\r', '\n', '\0']) {
+                let d = self
+                    .diag(
+                        Code::InvalidHeader,
+                        p.value.span(),
+                        "a header value cannot contain a line break",
+                    )
+                    .label("would split the header");
+                self.push(d);
+                return None;
+            }
+        }
+        Some(param)
+    }
+
+    fn form(&mut self, v: &ast::Value) -> Option<Vec<ir::Param>> {
+        let ast::Value::Object(members, _) = v else {
+            return None;
+        };
+        let mut fields = Vec::new();
+        let mut ok = true;
+        for m in members {
+            let name = self.key(&m.key);
+            let value = match &m.value {
+                ast::Value::Scalar(e) => self.expr(e, Place::Request),
+                other => {
+                    let d = self
+                        .diag(
+                            Code::TypeMismatch,
+                            other.span(),
+                            "form fields hold single values",
+                        )
+                        .label("a list or object cannot be form-encoded")
+                        .hint("use `body { ... }` to send JSON");
+                    self.push(d);
+                    None
+                }
+            };
+            match (name, value) {
+                (Some(name), Some(value)) => fields.push(ir::Param { name, value }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(fields)
+    }
+
+    fn auth(&mut self, a: &ast::Auth) -> Option<ir::Auth> {
+        use ast::AuthKind as K;
+        Some(match &a.kind {
+            K::Bearer(t) => ir::Auth::Bearer {
+                token: self.expr(t, Place::Credential)?,
+            },
+            K::Basic(u, p) => {
+                let user = self.expr(u, Place::Credential);
+                let password = self.expr(p, Place::Credential);
+                ir::Auth::Basic {
+                    user: user?,
+                    password: password?,
+                }
+            }
+            K::Header(n, v) => {
+                let name = self.plain_string(n)?;
+                if !valid_header_name(&name) {
+                    let d = self
+                        .diag(
+                            Code::InvalidHeader,
+                            n.span,
+                            format!("{name:?} is not a valid header name"),
+                        )
+                        .label("header names are letters, digits and -");
+                    self.push(d);
+                    return None;
+                }
+                ir::Auth::Header {
+                    name,
+                    value: self.expr(v, Place::Credential)?,
+                }
+            }
+            K::Query(n, v) => {
+                let name = self.plain_string(n)?;
+                // An API key in the query is a credential by nature; it is redacted in logs.
+                ir::Auth::Query {
+                    name,
+                    value: self.expr(v, Place::Credential)?,
+                }
+            }
+            K::OAuth2(items) => {
+                let mut token_url = None;
+                let mut client_id = None;
+                let mut client_secret = None;
+                let mut scope = None;
+                let mut ok = true;
+                for (k, v) in items {
+                    let place = if k.name == "token_url" {
+                        Place::Request
+                    } else {
+                        Place::Credential
+                    };
+                    let e = self.expr(v, place);
+                    ok &= e.is_some();
+                    let slot = match k.name.as_str() {
+                        "token_url" => &mut token_url,
+                        "client_id" => &mut client_id,
+                        "client_secret" => &mut client_secret,
+                        _ => &mut scope,
+                    };
+                    if slot.is_some() {
+                        let d = self
+                            .diag(
+                                Code::DuplicateItem,
+                                k.span,
+                                format!("`{}` is given twice", k.name),
+                            )
+                            .label("second one");
+                        self.push(d);
+                        ok = false;
+                    }
+                    *slot = e;
+                }
+                if let Some(ir::Expr::Literal(Json::String(u))) = &token_url {
+                    if !u.starts_with("https://") {
+                        let d = self
+                            .diag(
+                                Code::InvalidUrl,
+                                a.span,
+                                "the OAuth2 token URL must use https://",
+                            )
+                            .label("credentials would travel unencrypted");
+                        self.push(d);
+                        ok = false;
+                    }
+                }
+                let missing: Vec<&str> = [
+                    ("token_url", token_url.is_none()),
+                    ("client_id", client_id.is_none()),
+                    ("client_secret", client_secret.is_none()),
+                ]
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(n, _)| *n)
+                .collect();
+                if !missing.is_empty() && ok {
+                    let d = self
+                        .diag(Code::MissingItem, Self::keyword_span(a.span, "auth"), format!("OAuth2 client credentials need {}", missing.join(", ")))
+                        .label("incomplete")
+                        .hint("auth oauth2 { token_url \"https://...\" client_id env.ID client_secret secret.SECRET scope \"read\" }");
+                    self.push(d);
+                }
+                if !ok || !missing.is_empty() {
+                    return None;
+                }
+                ir::Auth::Oauth2 {
+                    token_url: token_url?,
+                    client_id: client_id?,
+                    client_secret: client_secret?,
+                    scope,
+                }
+            }
+        })
+    }
+
+    /// The URL template: where each reference lands decides its encoding, and nothing but `env`
+    /// may stand in the scheme, host or port.
+    fn url(&mut self, lit: &ast::StrLit) -> Option<ir::UrlTemplate> {
+        let parts = self.template_parts(lit)?;
+        let mut ctx = ir::UrlContext::Origin;
+        let mut out = Vec::new();
+        let mut ok = true;
+        let starts_with_env = matches!(parts.first(), Some(TPart::Ref(r)) if r.segments.first().is_some_and(|s| s.name == "env"));
+        let mut scheme_seen = starts_with_env;
+        for (idx, p) in parts.iter().enumerate() {
+            match p {
+                TPart::Text(t) => {
+                    let mut rest = t.as_str();
+                    if idx == 0 && !starts_with_env {
+                        if let Some(r) = rest.strip_prefix("https://") {
+                            rest = r;
+                            scheme_seen = true;
+                        } else if let Some(r) = rest.strip_prefix("http://") {
+                            rest = r;
+                            scheme_seen = true;
+                            let d = self
+                                .diag(Code::PlainHttp, Span::new(lit.content_start(), lit.content_start() + 7), "plain http:// sends data unencrypted")
+                                .label("not encrypted")
+                                .hint("use https://; plain http is refused at run time unless `--allow-private` is given");
+                            self.push(d);
+                        } else {
+                            let d = self
+                                .diag(Code::InvalidUrl, lit.span, "the URL must start with https:// or with an env reference like {env.API_URL}")
+                                .label("no scheme and host")
+                                .hint("write the whole URL, for example \"https://api.example.com/v1/items\"");
+                            self.push(d);
+                            ok = false;
+                        }
+                        if ctx == ir::UrlContext::Origin && scheme_seen {
+                            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+                            if host.is_empty() && parts.len() == 1 {
+                                let d = self
+                                    .diag(Code::InvalidUrl, lit.span, "the URL has no host")
+                                    .label("missing host");
+                                self.push(d);
+                                ok = false;
+                            }
+                        }
+                    }
+                    for c in rest.chars() {
+                        ctx = match (ctx, c) {
+                            (ir::UrlContext::Origin, '/') => ir::UrlContext::Path,
+                            (ir::UrlContext::Origin | ir::UrlContext::Path, '?') => {
+                                ir::UrlContext::Query
+                            }
+                            (ir::UrlContext::Fragment, _) => ir::UrlContext::Fragment,
+                            (_, '#') => ir::UrlContext::Fragment,
+                            (c, _) => c,
+                        };
+                    }
+                    out.push(ir::UrlPart::Text(t.clone()));
+                }
+                TPart::Ref(r) => {
+                    let is_env = r.segments.first().is_some_and(|s| s.name == "env");
+                    if ctx == ir::UrlContext::Origin && !is_env {
+                        let what = ref_text(r);
+                        let d = self
+                            .diag(Code::ValueInOrigin, r.span, format!("`{what}` could change the URL's scheme, host or port"))
+                            .label("stands before the path starts")
+                            .hint("the host must be fixed or come from `env.`; put call values in the path after a `/`, or in `query \"name\" = ...`");
+                        self.push(d);
+                        ok = false;
+                        // Still resolve it, so other mistakes in it are reported too.
+                        if r.segments.first().is_some_and(|s| s.name != "secret") {
+                            self.reference(r, Place::Request);
+                        }
+                        continue;
+                    }
+                    match self.reference(r, Place::Request) {
+                        Some(rf) => out.push(ir::UrlPart::Ref { r#ref: rf, at: ctx }),
+                        None => ok = false,
+                    }
+                }
+            }
+        }
+        ok.then_some(ir::UrlTemplate { parts: out })
+    }
+
+    // ---- outputs --------------------------------------------------------------------------------
+
+    fn outputs(&mut self, declared: &Declared) -> Option<Vec<ir::Output>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (o, ty) in &declared.outputs {
+            let mapping = self.mapping(&o.mapping, ty.as_ref(), &o.name.name);
+            match (ty, mapping) {
+                (Some(ty), Some(mapping)) => out.push(ir::Output {
+                    name: o.name.name.clone(),
+                    ty: ty.clone(),
+                    mapping,
+                }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn mapping(
+        &mut self,
+        m: &ast::Mapping,
+        ty: Option<&ir::Ty>,
+        output: &str,
+    ) -> Option<ir::Mapping> {
+        let kind = match &m.func {
+            None => ir::MappingKind::Path,
+            Some(f) => match f.name.as_str() {
+                "exists" => ir::MappingKind::Exists,
+                "count" => ir::MappingKind::Count,
+                "first" => ir::MappingKind::First,
+                other => {
+                    let hint = did_you_mean(other, MAPPING_FUNCTIONS.iter().copied());
+                    let d = self
+                        .diag(
+                            Code::UnknownMappingFunction,
+                            f.span,
+                            format!("unknown mapping function `{other}`"),
+                        )
+                        .label("not a mapping function")
+                        .hint(hint.unwrap_or_else(|| {
+                            "mapping functions: exists(path), count(path), first(path)".into()
+                        }));
+                    self.push(d);
+                    return None;
+                }
+            },
+        };
+        let path = &m.path;
+        let checked = match crate::jsonpath::check(&path.text) {
+            Ok(c) => c,
+            Err(e) => {
+                let code = if e.typing {
+                    Code::JsonPathFunction
+                } else {
+                    Code::InvalidJsonPath
+                };
+                let start = path.span.start + e.start;
+                let end = (path.span.start + e.end)
+                    .max(start + 1)
+                    .min(path.span.end.max(start + 1));
+                let d = self
+                    .diag(code, Span::new(start, end), e.message)
+                    .label(if e.typing {
+                        "not allowed here by RFC 9535"
+                    } else {
+                        "here"
+                    })
+                    .hint_opt(e.hint);
+                self.push(d);
+                return None;
+            }
+        };
+        let default = match &m.default {
+            Some(v) => {
+                let json = self.literal(v, "a `??` default")?;
+                if let Some(ty) = ty {
+                    if !self.check_value(ty, &json, v, &format!("the default of `{output}`")) {
+                        return None;
+                    }
+                }
+                Some(json)
+            }
+            None => None,
+        };
+        if let Some(ty) = ty {
+            let base = ty.base();
+            let func_span = m.func.as_ref().map_or(path.span, |f| f.span);
+            match kind {
+                ir::MappingKind::Exists if *base != ir::Ty::Bool => {
+                    let d = self
+                        .diag(
+                            Code::MappingType,
+                            func_span,
+                            format!(
+                                "`exists(...)` gives true or false, but `{output}` is `{}`",
+                                ty.display()
+                            ),
+                        )
+                        .label("a bool")
+                        .hint(format!("declare `{output}: bool`"));
+                    self.push(d);
+                    return None;
+                }
+                ir::MappingKind::Count if !matches!(base, ir::Ty::Int | ir::Ty::Number) => {
+                    let d = self
+                        .diag(
+                            Code::MappingType,
+                            func_span,
+                            format!(
+                                "`count(...)` gives a number, but `{output}` is `{}`",
+                                ty.display()
+                            ),
+                        )
+                        .label("an int")
+                        .hint(format!("declare `{output}: int`"));
+                    self.push(d);
+                    return None;
+                }
+                ir::MappingKind::Path if !checked.singular && !base.is_list() => {
+                    let (s, e) = checked.first_plural.unwrap_or((0, path.text.len()));
+                    let d = self
+                        .diag(
+                            Code::NonSingularPath,
+                            Span::new(path.span.start + s, path.span.start + e),
+                            format!("this path can select several nodes, but `{output}` is a single `{}`", ty.display()),
+                        )
+                        .label("can select several nodes")
+                        .hint(format!("use `first({})`, `count(...)`, `exists(...)`, or declare `{output}: list<{}>`", path.text, ty.display()));
+                    self.push(d);
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        Some(ir::Mapping {
+            kind,
+            path: path.text.clone(),
+            singular: checked.singular,
+            default,
+        })
+    }
+
+    // ---- outcomes -------------------------------------------------------------------------------
+
+    fn statuses(&mut self, statuses: &[ast::StatusLit]) -> Option<Vec<ir::StatusRange>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for s in statuses {
+            match parse_status(&s.text) {
+                Some(r) => out.push(r),
+                None => {
+                    let d = self
+                        .diag(
+                            Code::NumberOutOfRange,
+                            s.span,
+                            format!("`{}` is not an HTTP status", s.text),
+                        )
+                        .label("expected 100 to 599, or a class like 4xx")
+                        .hint("for example `on 404` or `on 5xx`");
+                    self.push(d);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn outcome(
+        &mut self,
+        items: &[ast::OutcomeItem],
+        declared: &Declared,
+        required: &[&str],
+        span: Span,
+        keyword: &str,
+    ) -> Option<ir::Outcome> {
+        let mut values = Vec::new();
+        let mut say = None;
+        let mut ok = true;
+        let mut assigned: HashMap<String, Span> = HashMap::new();
+        for item in items {
+            match item {
+                ast::OutcomeItem::Say(s) => {
+                    if say.is_some() {
+                        let d = self
+                            .diag(
+                                Code::DuplicateItem,
+                                Self::keyword_span(s.span, "say"),
+                                format!("`say` is given twice in this `{keyword}` block"),
+                            )
+                            .label("second one");
+                        self.push(d);
+                        ok = false;
+                    }
+                    say = self.template(&s.text, Place::Say);
+                    ok &= say.is_some();
+                }
+                ast::OutcomeItem::Assign(a) => {
+                    let name = &a.name.name;
+                    let Some((_, ty)) = declared.outputs.iter().find(|(o, _)| &o.name.name == name)
+                    else {
+                        let hint = did_you_mean(
+                            name,
+                            declared.outputs.iter().map(|(o, _)| o.name.name.as_str()),
+                        );
+                        let d = self
+                            .diag(
+                                Code::UnknownOutput,
+                                a.name.span,
+                                format!("unknown output `{name}`"),
+                            )
+                            .label("not declared in `output { }`")
+                            .hint_opt(hint);
+                        self.push(d);
+                        ok = false;
+                        continue;
+                    };
+                    if let Some(first) = assigned.get(name) {
+                        let d = self
+                            .diag(
+                                Code::DuplicateItem,
+                                a.name.span,
+                                format!("`{name}` is assigned twice"),
+                            )
+                            .label("second assignment")
+                            .secondary(self.file, *first, "first here");
+                        self.push(d);
+                        ok = false;
+                        continue;
+                    }
+                    assigned.insert(name.clone(), a.name.span);
+                    let json = self.literal(&a.value, &format!("a `{keyword}` value"));
+                    match (json, ty) {
+                        (Some(json), Some(ty)) => {
+                            if self.check_value(
+                                ty,
+                                &json,
+                                &a.value,
+                                &format!("the value of `{name}`"),
+                            ) {
+                                values.push((name.clone(), json));
+                            } else {
+                                ok = false;
+                            }
+                        }
+                        _ => ok = false,
+                    }
+                }
+            }
+        }
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|r| !assigned.contains_key(*r))
+            .collect();
+        if !missing.is_empty() {
+            let list = missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let d = self
+                .diag(
+                    Code::UnassignedOutput,
+                    Self::keyword_span(span, keyword),
+                    format!(
+                        "this `{keyword}` block leaves the required output{} {list} unassigned",
+                        if missing.len() > 1 { "s" } else { "" }
+                    ),
+                )
+                .label("the caller would get no value")
+                .hint(format!(
+                    "assign {}, or declare {} optional with `?`",
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m} = ...`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if missing.len() > 1 { "them" } else { "it" }
+                ));
+            self.push(d);
+            ok = false;
+        }
+        ok.then_some(ir::Outcome { values, say })
+    }
+
+    // ---- cache ----------------------------------------------------------------------------------
+
+    fn cache(&mut self, c: &ast::Cache, request: Option<&ast::Request>) -> Option<ir::Cache> {
+        let mut ttl = None;
+        let mut key = Vec::new();
+        let mut scope = None;
+        let mut stale = None;
+        let mut ok = true;
+        for item in &c.items {
+            match item {
+                ast::CacheItem::Ttl(d, _) => {
+                    ttl = self.duration(d).or_else(|| {
+                        ok = false;
+                        None
+                    })
+                }
+                ast::CacheItem::StaleIfError(d, _) => stale = self.duration(d),
+                ast::CacheItem::Scope(s, _) => match s.name.as_str() {
+                    "call" => scope = Some(ir::CacheScope::Call),
+                    "global" => scope = Some(ir::CacheScope::Global),
+                    other => {
+                        let hint = did_you_mean(other, ["call", "global"].into_iter());
+                        let d = self
+                            .diag(Code::UnknownName, s.span, format!("unknown cache scope `{other}`"))
+                            .label("expected `call` or `global`")
+                            .hint(hint.unwrap_or_else(|| "`scope call` keeps entries for one call; `scope global` shares them".into()));
+                        self.push(d);
+                        ok = false;
+                    }
+                },
+                ast::CacheItem::Key(exprs, _) => {
+                    for e in exprs {
+                        match e {
+                            ast::Expr::Ref(r)
+                                if r.segments.first().is_some_and(|s| s.name == "input") =>
+                            {
+                                match self.reference(r, Place::Request) {
+                                    Some(rf) => key.push(rf.name),
+                                    None => ok = false,
+                                }
+                            }
+                            other => {
+                                let d = self
+                                    .diag(Code::ReferenceNotAllowed, other.span(), "a cache key is made of inputs")
+                                    .label("expected `input.NAME`")
+                                    .hint("for example `key input.phone`; per-call entries use `scope call`");
+                                self.push(d);
+                                ok = false;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if ttl.is_none() && ok {
+            let d = self
+                .diag(
+                    Code::MissingItem,
+                    Self::keyword_span(c.span, "cache"),
+                    "this cache has no `ttl`",
+                )
+                .label("how long should entries live?")
+                .hint("add `ttl 5m`");
+            self.push(d);
+            ok = false;
+        }
+        if let Some(r) = request {
+            let safe = ir::Method::from_name(&r.method.name).is_some_and(|m| m.is_safe());
+            let read_only = r
+                .items
+                .iter()
+                .any(|i| matches!(i, ast::RequestItem::ReadOnly(_)));
+            if ir::Method::from_name(&r.method.name).is_some() && !safe && !read_only {
+                let d = self
+                    .diag(Code::CacheOnWrite, Self::keyword_span(c.span, "cache"), format!("a {} request is cached", r.method.name))
+                    .label("a cached write would be skipped")
+                    .secondary(self.file, r.method.span, "not a read")
+                    .hint("cache only reads; if this endpoint only reads (a search), add `read_only` to the request");
+                self.push(d);
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        Some(ir::Cache {
+            ttl_ms: ttl?,
+            key,
+            scope: scope.unwrap_or(ir::CacheScope::Call),
+            stale_if_error_ms: stale,
+        })
+    }
+
+    // ---- tests ----------------------------------------------------------------------------------
+
+    fn test(
+        &mut self,
+        t: &ast::Test,
+        name: String,
+        declared: &Declared,
+        request: Option<&ast::Request>,
+    ) -> Option<ir::Test> {
+        use ast::TestItem as TI;
+        let expects_invalid_input = t.items.iter().any(|i| {
+            matches!(i, TI::ExpectError(code, _) if code.name == ir::Reason::InvalidInput.as_str())
+        });
+        let mut ok = true;
+        let mut inputs = serde_json::Map::new();
+        let mut input_given = false;
+        let mut env = Vec::new();
+        let mut secrets = Vec::new();
+        let mut call_id = None;
+        let mut call_from = None;
+        let mut upstream = Vec::new();
+        let mut expectations = Vec::new();
+        let mut needs_upstream: Option<Span> = None;
+
+        for item in &t.items {
+            match item {
+                TI::Input(v, span) => {
+                    if input_given {
+                        let d = self
+                            .diag(
+                                Code::DuplicateItem,
+                                Self::keyword_span(*span, "input"),
+                                "`input` is given twice in this test",
+                            )
+                            .label("second one");
+                        self.push(d);
+                        ok = false;
+                    }
+                    input_given = true;
+                    let ast::Value::Object(members, _) = v else {
+                        continue;
+                    };
+                    for m in members {
+                        let Some(key) = self.key(&m.key) else {
+                            ok = false;
+                            continue;
+                        };
+                        let Some((_, ty)) =
+                            declared.inputs.iter().find(|(i, _)| i.name.name == key)
+                        else {
+                            let hint = did_you_mean(
+                                &key,
+                                declared.inputs.iter().map(|(i, _)| i.name.name.as_str()),
+                            );
+                            let d = self
+                                .diag(
+                                    Code::UnknownInput,
+                                    m.key.span(),
+                                    format!("unknown input `{key}`"),
+                                )
+                                .label("this action has no such input")
+                                .hint_opt(hint);
+                            self.push(d);
+                            ok = false;
+                            continue;
+                        };
+                        let Some(json) = self.literal(&m.value, "a test value") else {
+                            ok = false;
+                            continue;
+                        };
+                        if !expects_invalid_input {
+                            if let Some(ty) = ty {
+                                ok &= self.check_value(
+                                    ty,
+                                    &json,
+                                    &m.value,
+                                    &format!("test input `{key}`"),
+                                );
+                            }
+                        }
+                        inputs.insert(key, json);
+                    }
+                }
+                TI::Upstream(u, span) => {
+                    upstream.push(match u {
+                        ast::Upstream::Timeout => ir::UpstreamStub::Timeout,
+                        ast::Upstream::Reset => ir::UpstreamStub::Reset,
+                        ast::Upstream::Respond {
+                            status,
+                            headers,
+                            body,
+                        } => {
+                            let code = status
+                                .text
+                                .parse::<u16>()
+                                .ok()
+                                .filter(|c| (100..=599).contains(c));
+                            let Some(code) = code else {
+                                let d = self
+                                    .diag(
+                                        Code::NumberOutOfRange,
+                                        status.span,
+                                        format!("`{}` is not an HTTP status", status.text),
+                                    )
+                                    .label("expected 100 to 599");
+                                self.push(d);
+                                ok = false;
+                                continue;
+                            };
+                            let body_json = body.as_ref().and_then(|b| {
+                                let j = self.literal(b, "an upstream body");
+                                ok &= j.is_some();
+                                j
+                            });
+                            let mut hs = Vec::new();
+                            if let Some(h) = headers {
+                                match self.literal(h, "an upstream header") {
+                                    Some(Json::Object(map)) => {
+                                        for (k, v) in map {
+                                            match v {
+                                                Json::String(s) => hs.push((k, s)),
+                                                other => hs.push((k, other.to_string())),
+                                            }
+                                        }
+                                    }
+                                    _ => ok = false,
+                                }
+                            }
+                            let _ = span;
+                            ir::UpstreamStub::Respond {
+                                status: code,
+                                body: body_json,
+                                headers: hs,
+                            }
+                        }
+                    });
+                }
+                TI::Env(n, v, _) => {
+                    if let Some(v) = self.plain_string(v) {
+                        env.push((n.name.clone(), v));
+                    }
+                }
+                TI::Secret(n, v, _) => {
+                    if let Some(v) = self.plain_string(v) {
+                        secrets.push((n.name.clone(), v));
+                    }
+                }
+                TI::Call(v, _) => {
+                    if let Some(Json::Object(map)) = self.literal(v, "a call value") {
+                        for (k, val) in map {
+                            let s = match val {
+                                Json::String(s) => s,
+                                other => other.to_string(),
+                            };
+                            match k.as_str() {
+                                "id" => call_id = Some(s),
+                                "from" => call_from = Some(s),
+                                other => {
+                                    let d = self
+                                        .diag(
+                                            Code::UnknownReference,
+                                            v.span(),
+                                            format!("`call` has no member `{other}`"),
+                                        )
+                                        .label("expected `id` or `from`");
+                                    self.push(d);
+                                    ok = false;
+                                }
+                            }
+                        }
+                    }
+                }
+                TI::ExpectRequest {
+                    method,
+                    path,
+                    headers,
+                    body,
+                    span,
+                } => {
+                    needs_upstream.get_or_insert(*span);
+                    let m = ir::Method::from_name(&method.name);
+                    if m.is_none() {
+                        let hint = did_you_mean(
+                            &method.name.to_ascii_uppercase(),
+                            ir::Method::ALL.iter().map(|m| m.as_str()),
+                        );
+                        let d = self
+                            .diag(
+                                Code::UnknownMethod,
+                                method.span,
+                                format!("unknown HTTP method `{}`", method.name),
+                            )
+                            .label("not a method")
+                            .hint_opt(hint);
+                        self.push(d);
+                        ok = false;
+                    }
+                    if let (Some(m), Some(r)) = (m, request) {
+                        if r.method.name != m.as_str()
+                            && ir::Method::from_name(&r.method.name).is_some()
+                        {
+                            let d = self
+                                .diag(
+                                    Code::TypeMismatch,
+                                    method.span,
+                                    format!(
+                                        "this action sends {}, never {}",
+                                        r.method.name,
+                                        m.as_str()
+                                    ),
+                                )
+                                .label("can never match")
+                                .secondary(self.file, r.method.span, "the request's method");
+                            self.push(d);
+                            ok = false;
+                        }
+                    }
+                    let p = self.plain_string(path);
+                    let mut hs = Vec::new();
+                    for h in headers {
+                        let n = self.plain_string(&h.name);
+                        let v = match &h.value {
+                            ast::Expr::Str(s) => self.plain_string(s),
+                            other => {
+                                let d = self
+                                    .diag(
+                                        Code::TypeMismatch,
+                                        other.span(),
+                                        "an expected header value is a string",
+                                    )
+                                    .label("expected a string");
+                                self.push(d);
+                                None
+                            }
+                        };
+                        match (n, v) {
+                            (Some(n), Some(v)) => hs.push((n, v)),
+                            _ => ok = false,
+                        }
+                    }
+                    let b = body
+                        .as_ref()
+                        .and_then(|b| self.literal(b, "an expected body"));
+                    if let (Some(m), Some(p)) = (m, p) {
+                        expectations.push(ir::Expectation {
+                            location: self.location(*span),
+                            kind: ir::ExpectationKind::Request {
+                                method: m,
+                                path: p,
+                                headers: hs,
+                                body: b,
+                            },
+                        });
+                    }
+                }
+                TI::ExpectOutputs(v, span) | TI::ExpectFallback(Some(v), span) => {
+                    needs_upstream.get_or_insert(*span);
+                    let values = self.expected_outputs(v, declared);
+                    ok &= values.is_some();
+                    let values = values.unwrap_or_default();
+                    let kind = if matches!(item, TI::ExpectOutputs(..)) {
+                        ir::ExpectationKind::Outputs { values }
+                    } else {
+                        ir::ExpectationKind::Fallback { values }
+                    };
+                    expectations.push(ir::Expectation {
+                        location: self.location(*span),
+                        kind,
+                    });
+                }
+                TI::ExpectFallback(None, span) => {
+                    needs_upstream.get_or_insert(*span);
+                    expectations.push(ir::Expectation {
+                        location: self.location(*span),
+                        kind: ir::ExpectationKind::Fallback { values: Vec::new() },
+                    });
+                }
+                TI::ExpectError(code, span) => match ir::Reason::from_name(&code.name) {
+                    Some(reason) => {
+                        if reason != ir::Reason::InvalidInput {
+                            needs_upstream.get_or_insert(*span);
+                        }
+                        expectations.push(ir::Expectation {
+                            location: self.location(*span),
+                            kind: ir::ExpectationKind::Error { reason },
+                        });
+                    }
+                    None => {
+                        let hint =
+                            did_you_mean(&code.name, ir::Reason::ALL.iter().map(|r| r.as_str()));
+                        let all = ir::Reason::ALL
+                            .iter()
+                            .map(|r| r.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let d = self
+                            .diag(
+                                Code::UnknownErrorCode,
+                                code.span,
+                                format!("unknown error code `{}`", code.name),
+                            )
+                            .label("not an error code")
+                            .hint(hint.unwrap_or(format!("error codes: {all}")));
+                        self.push(d);
+                        ok = false;
+                    }
+                },
+                TI::ExpectSay(s, span) => {
+                    needs_upstream.get_or_insert(*span);
+                    if let Some(text) = self.plain_string(s) {
+                        expectations.push(ir::Expectation {
+                            location: self.location(*span),
+                            kind: ir::ExpectationKind::Say { text },
+                        });
+                    }
+                }
+            }
+        }
+
+        if expectations.is_empty() && ok {
+            let d = self
+                .diag(Code::TestNoExpectation, t.name.span, "this test expects nothing")
+                .label("it can never fail")
+                .hint("add `expect { output: value }`, `expect fallback`, `expect request ...` or `expect error CODE`");
+            self.push(d);
+            ok = false;
+        }
+        if let Some(span) = needs_upstream {
+            if upstream.is_empty() && !expects_invalid_input {
+                let d = self
+                    .diag(Code::TestNoUpstream, Self::keyword_span(span, "expect"), "this test needs an upstream answer")
+                    .label("what should the API answer?")
+                    .hint("add `upstream 200 { ... }`, `upstream 503`, `upstream timeout` or `upstream reset`");
+                self.push(d);
+                ok = false;
+            }
+        }
+        if !expects_invalid_input {
+            for (i, ty) in &declared.inputs {
+                let required = i.default.is_none() && ty.as_ref().is_some_and(|t| !t.is_optional());
+                if required && !inputs.contains_key(&i.name.name) {
+                    let d = self
+                        .diag(
+                            Code::TestMissingInput,
+                            t.name.span,
+                            format!("this test omits the required input `{}`", i.name.name),
+                        )
+                        .label(format!("no `{}` in `input {{ }}`", i.name.name))
+                        .secondary(self.file, i.name.span, "declared here")
+                        .hint("give it a value, or expect `error invalid_input`");
+                    self.push(d);
+                    ok = false;
+                }
+            }
+        }
+        ok.then(|| ir::Test {
+            name,
+            location: self.location(t.name.span),
+            inputs,
+            env,
+            secrets,
+            call_id,
+            call_from,
+            upstream,
+            expectations,
+        })
+    }
+
+    fn expected_outputs(
+        &mut self,
+        v: &ast::Value,
+        declared: &Declared,
+    ) -> Option<Vec<(String, Json)>> {
+        let ast::Value::Object(members, _) = v else {
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for m in members {
+            let Some(key) = self.key(&m.key) else {
+                ok = false;
+                continue;
+            };
+            let Some((_, ty)) = declared.outputs.iter().find(|(o, _)| o.name.name == key) else {
+                let hint = did_you_mean(
+                    &key,
+                    declared.outputs.iter().map(|(o, _)| o.name.name.as_str()),
+                );
+                let d = self
+                    .diag(
+                        Code::UnknownOutput,
+                        m.key.span(),
+                        format!("unknown output `{key}`"),
+                    )
+                    .label("this action has no such output")
+                    .hint_opt(hint);
+                self.push(d);
+                ok = false;
+                continue;
+            };
+            let Some(json) = self.literal(&m.value, "an expected value") else {
+                ok = false;
+                continue;
+            };
+            if let Some(ty) = ty {
+                ok &= self.check_value(ty, &json, &m.value, &format!("the expected `{key}`"));
+            }
+            out.push((key, json));
+        }
+        ok.then_some(out)
+    }
+}
+
+trait HasSpan {
+    fn span(&self) -> Span;
+}
+
+macro_rules! has_span {
+    ($($t:ty),*) => { $(impl HasSpan for $t { fn span(&self) -> Span { self.span } })* };
+}
+has_span!(
+    ast::Description,
+    ast::Request,
+    ast::Outputs,
+    ast::Say,
+    ast::Fallback,
+    ast::Cache
+);
+
+fn ref_text(r: &ast::RefExpr) -> String {
+    ref_text_n(r, usize::MAX)
+}
+
+fn ref_text_n(r: &ast::RefExpr, n: usize) -> String {
+    r.segments
+        .iter()
+        .take(n)
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn fmt_ms(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+fn parse_status(s: &str) -> Option<ir::StatusRange> {
+    let lower = s.to_ascii_lowercase();
+    if let Some(class) = lower.strip_suffix("xx") {
+        let c: u16 = class.parse().ok()?;
+        return (1..=5).contains(&c).then_some(ir::StatusRange {
+            from: c * 100,
+            to: c * 100 + 99,
+        });
+    }
+    let n: u16 = lower.parse().ok()?;
+    (100..=599)
+        .contains(&n)
+        .then_some(ir::StatusRange { from: n, to: n })
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The span of the part of a value a JSON pointer designates (the whole value if not found).
+fn span_at_pointer(v: &ast::Value, pointer: &str) -> Span {
+    let mut cur = v;
+    for seg in pointer.split('/').skip(1) {
+        let next = match cur {
+            ast::Value::Array(items, _) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+            ast::Value::Object(members, _) => members.iter().find_map(|m| {
+                let k = match &m.key {
+                    ast::Key::Ident(i) => i.name.as_str(),
+                    ast::Key::Str(s) => s.raw.as_str(),
+                };
+                (k == seg).then_some(&m.value)
+            }),
+            ast::Value::Scalar(_) => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => break,
+        }
+    }
+    cur.span()
+}

@@ -1,0 +1,1015 @@
+//! Parsing: split a file into top-level actions, parse each with the pest grammar, turn pest
+//! errors into diagnostics in the user's words, and lower pest pairs into the typed AST.
+//!
+//! This is the only module that knows pest. Each action is parsed on its own, so one syntax error
+//! never hides the diagnostics of the other actions in the file.
+
+use pest::iterators::Pair;
+use pest::Parser as _;
+
+use crate::ast::*;
+use crate::diagnostic::{Code, Diagnostic, FileId};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../../grammar/mca.pest"]
+struct Grammar;
+
+/// Deepest nesting of `{`, `[` and `(` accepted; deeper input is refused before parsing, so no
+/// input can exhaust the stack.
+pub const MAX_NESTING: usize = 64;
+
+/// Parses one file. Always returns a tree (holding the actions that parsed) and every syntax
+/// diagnostic.
+pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut actions = Vec::new();
+    for chunk in split_actions(text) {
+        match chunk {
+            Chunk::Junk(span) => diags.push(
+                Diagnostic::new(Code::Syntax, file, span, "expected `action`")
+                    .label("this is outside any action")
+                    .hint("every declaration of a file stands inside `action NAME { ... }`"),
+            ),
+            Chunk::Action { span, depth } if depth > MAX_NESTING => diags.push(
+                Diagnostic::new(
+                    Code::TooDeep,
+                    file,
+                    Span::new(span.start, span.start + 6),
+                    format!("this action nests more than {MAX_NESTING} levels deep"),
+                )
+                .label("in this action"),
+            ),
+            Chunk::Action { span, .. } => {
+                let src = &text[span.start..span.end];
+                match Grammar::parse(Rule::action_unit, src) {
+                    Ok(mut pairs) => {
+                        if let Some(pair) = pairs.find(|p| p.as_rule() == Rule::action) {
+                            let mut lower = Lower {
+                                file,
+                                offset: span.start,
+                                diags: &mut diags,
+                            };
+                            actions.push(lower.action(pair));
+                        }
+                    }
+                    Err(err) => diags.push(syntax_error(file, span.start, src, text.len(), &err)),
+                }
+            }
+        }
+    }
+    (File { actions }, diags)
+}
+
+enum Chunk {
+    /// Text outside any action that is not blank or a comment.
+    Junk(Span),
+    Action {
+        span: Span,
+        depth: usize,
+    },
+}
+
+/// Splits a file into top-level actions by a light scan that knows strings and comments.
+///
+/// A chunk starts at each `action` keyword at brace depth 0, and also at an `action` keyword in
+/// the first column of a line whatever the depth, so that an action missing its closing `}` does
+/// not swallow the ones after it.
+fn split_actions(text: &str) -> Vec<Chunk> {
+    let bytes = text.as_bytes();
+    let mut chunks = Vec::new();
+    let mut starts: Vec<(usize, usize)> = Vec::new(); // (start, max depth)
+    let mut junk_start: Option<usize> = None;
+    let mut depth = 0usize;
+    let mut max_depth = 0usize;
+    let mut i = 0;
+    let mut in_action = false;
+    let mut line_start = true;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let at_line_start = line_start;
+        line_start = b == b'\n' || (line_start && (b == b' ' || b == b'\t' || b == b'\r'));
+        match b {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i = (i + 2).min(bytes.len());
+                continue;
+            }
+            b'"' if in_action => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i = (i + 1).min(bytes.len());
+                continue;
+            }
+            b'{' | b'[' | b'(' if in_action => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+            }
+            b'}' | b']' | b')' if in_action => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        let is_word_start = i == 0 || !is_ident_byte(bytes[i - 1]);
+        let first_column = i == 0 || bytes[i - 1] == b'\n';
+        if b == b'a'
+            && is_word_start
+            && text[i..].starts_with("action")
+            && !bytes.get(i + 6).is_some_and(|&c| is_ident_byte(c))
+            && (depth == 0 || first_column || !in_action)
+        {
+            if let Some(j) = junk_start.take() {
+                chunks.push(Chunk::Junk(Span::new(j, trim_end(text, j, i))));
+            }
+            if let Some(&(start, d)) = starts.last() {
+                chunks.push(Chunk::Action {
+                    span: Span::new(start, i),
+                    depth: d,
+                });
+                starts.pop();
+            }
+            starts.push((i, 0));
+            in_action = true;
+            depth = 0;
+            max_depth = 0;
+            i += 6;
+            continue;
+        }
+        if !in_action && !b.is_ascii_whitespace() && junk_start.is_none() {
+            junk_start = Some(i);
+        }
+        if let Some(last) = starts.last_mut() {
+            last.1 = max_depth;
+        }
+        let _ = at_line_start;
+        i += 1;
+    }
+    if let Some(j) = junk_start {
+        chunks.push(Chunk::Junk(Span::new(j, trim_end(text, j, text.len()))));
+    }
+    if let Some(&(start, d)) = starts.last() {
+        chunks.push(Chunk::Action {
+            span: Span::new(start, text.len()),
+            depth: d,
+        });
+    }
+    chunks
+}
+
+fn trim_end(text: &str, start: usize, end: usize) -> usize {
+    start + text[start..end].trim_end().len()
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_keyword(rule: Rule) -> bool {
+    use Rule::*;
+    matches!(
+        rule,
+        kw_action
+            | kw_description
+            | kw_input
+            | kw_request
+            | kw_query
+            | kw_header
+            | kw_headers
+            | kw_auth
+            | kw_bearer
+            | kw_basic
+            | kw_oauth2
+            | kw_token_url
+            | kw_client_id
+            | kw_client_secret
+            | kw_scope
+            | kw_body
+            | kw_form
+            | kw_idempotency_key
+            | kw_timeout
+            | kw_per_try
+            | kw_retry
+            | kw_backoff
+            | kw_max_response
+            | kw_read_only
+            | kw_output
+            | kw_say
+            | kw_on
+            | kw_fallback
+            | kw_cache
+            | kw_ttl
+            | kw_key
+            | kw_stale_if_error
+            | kw_invalidates
+            | kw_test
+            | kw_upstream
+            | kw_reset
+            | kw_env
+            | kw_secret
+            | kw_call
+            | kw_expect
+            | kw_error
+    )
+}
+
+/// What a grammar rule is called in the user's words.
+fn describe(rule: Rule) -> &'static str {
+    use Rule::*;
+    match rule {
+        EOI => "end of file",
+        action | kw_action => "`action`",
+        description | kw_description => "`description`",
+        input_decl | test_input | kw_input => "`input`",
+        input_default => "`=`",
+        request | kw_request => "`request`",
+        query_param | auth_query | kw_query => "`query`",
+        header_param | auth_header | kw_header => "`header`",
+        upstream_headers | kw_headers => "`headers`",
+        auth | kw_auth => "`auth`",
+        auth_bearer | kw_bearer => "`bearer`",
+        auth_basic | kw_basic => "`basic`",
+        auth_oauth2 | kw_oauth2 => "`oauth2`",
+        oauth2_item | oauth2_key => "`token_url`, `client_id`, `client_secret` or `scope`",
+        kw_token_url => "`token_url`",
+        kw_client_id => "`client_id`",
+        kw_client_secret => "`client_secret`",
+        kw_scope | cache_scope => "`scope`",
+        body | kw_body => "`body`",
+        form | kw_form => "`form`",
+        idempotency_key | kw_idempotency_key => "`idempotency_key`",
+        timeout | kw_timeout => "`timeout`",
+        per_try | kw_per_try => "`per_try`",
+        retry | kw_retry => "`retry`",
+        kw_backoff => "`backoff`",
+        max_response | kw_max_response => "`max_response`",
+        read_only | kw_read_only => "`read_only`",
+        outputs | kw_output => "`output`",
+        output_field => "an output like `name: string = $.path`",
+        mapping => {
+            "a mapping (a JSONPath like `$.data.id`, or `exists(...)`, `count(...)`, `first(...)`)"
+        }
+        mapping_call => "a mapping function",
+        jsonpath => "a JSONPath starting with `$`",
+        say | expect_say | kw_say => "`say`",
+        on_status | kw_on => "`on`",
+        status => "an HTTP status like `404` or `5xx`",
+        fallback | expect_fallback | kw_fallback => "`fallback`",
+        assignment => "an assignment like `name = value`",
+        cache | kw_cache => "`cache`",
+        cache_ttl | kw_ttl => "`ttl`",
+        cache_key | kw_key => "`key`",
+        cache_stale | kw_stale_if_error => "`stale_if_error`",
+        invalidates | kw_invalidates => "`invalidates`",
+        test | kw_test => "`test`",
+        test_upstream | kw_upstream => "`upstream`",
+        kw_reset => "`reset`",
+        test_env | kw_env => "`env`",
+        test_secret | kw_secret => "`secret`",
+        test_call | kw_call => "`call`",
+        expect_request | expect_error | expect_outputs | kw_expect => "`expect`",
+        kw_error => "`error`",
+        type_expr | type_name => {
+            "a type (`string`, `int`, `number`, `bool`, `enum(...)`, `list<...>`)"
+        }
+        type_args => "`(`",
+        type_item => "`<`",
+        optional_mark => "`?`",
+        method => "an HTTP method like `GET` or `POST`",
+        object | member => "an object `{ ... }`",
+        array => "a list `[ ... ]`",
+        reference => "a reference like `input.name`",
+        string | string_inner => "a string in double quotes",
+        ident => "a name",
+        error_code => "an error code like `invalid_input` or `timeout`",
+        integer => "a whole number",
+        number => "a number",
+        duration => "a duration like `5s` or `200ms`",
+        size => "a size like `512KB` or `1MB`",
+        kw_true => "`true`",
+        kw_false => "`false`",
+        kw_null => "`null`",
+        _ => "something else",
+    }
+}
+
+/// The words for a literal token the grammar expected (`{`, `=`, ...).
+fn describe_token(token: &str) -> String {
+    format!("`{token}`")
+}
+
+const ACTION_ITEMS: [&str; 10] = [
+    "description",
+    "input",
+    "request",
+    "output",
+    "say",
+    "on",
+    "fallback",
+    "cache",
+    "invalidates",
+    "test",
+];
+
+fn syntax_error(
+    file: FileId,
+    offset: usize,
+    src: &str,
+    full_len: usize,
+    err: &pest::error::Error<Rule>,
+) -> Diagnostic {
+    use pest::error::{ErrorVariant, InputLocation};
+    let pos = match err.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    };
+    let mut expected: Vec<String> = Vec::new();
+    let mut push = |s: String| {
+        if !expected.contains(&s) {
+            expected.push(s);
+        }
+    };
+    if let ErrorVariant::ParsingError { positives, .. } = &err.variant {
+        for r in positives {
+            push(describe(*r).to_string());
+        }
+    }
+    if let Some(attempts) = err.parse_attempts() {
+        for token in attempts.expected_tokens() {
+            // Only structural punctuation: words are reported through their rules above, and
+            // the tokens inside comments, names and paths would only confuse.
+            let token = token.to_string();
+            if STRUCTURAL.contains(&token.as_str()) {
+                push(describe_token(&token));
+            }
+        }
+    }
+    expected.retain(|e| e != "something else");
+    let found_len = token_len(&src[pos.min(src.len())..]);
+    let found = &src[pos.min(src.len())..(pos + found_len).min(src.len())];
+    let span = Span::new(offset + pos, offset + pos + found_len);
+    let found_words = if !found.is_empty() {
+        format!("`{found}`")
+    } else if offset + src.len() < full_len {
+        "the next `action`".to_string()
+    } else {
+        "the end of the file".to_string()
+    };
+    // The ten action items read better as one phrase.
+    let items: Vec<String> = ACTION_ITEMS.iter().map(|i| format!("`{i}`")).collect();
+    if items.iter().all(|i| expected.contains(i)) {
+        expected.retain(|e| !items.contains(e));
+        expected.push("an action item (`description`, `input`, `request`, `output`, `say`, `on`, `fallback`, `cache`, `invalidates`, `test`)".into());
+    }
+    let before = &src[..pos.min(src.len())];
+    let line_before = before.rsplit('\n').next().unwrap_or("");
+    if (found == "[" || found == "(") && line_before.contains('$') {
+        return Diagnostic::new(
+            Code::Syntax,
+            file,
+            span,
+            format!("unclosed `{found}` in a JSONPath"),
+        )
+        .label("opened here and not closed on this line")
+        .hint(if found == "[" {
+            "close it with `]`"
+        } else {
+            "close it with `)`"
+        });
+    }
+    let message = match expected.len() {
+        0 => format!("unexpected {found_words}"),
+        _ => format!("expected {}, found {found_words}", join_or(&expected)),
+    };
+    let mut d = Diagnostic::new(Code::Syntax, file, span, message).label(match expected.len() {
+        0 => "not expected here".to_string(),
+        1 => format!("expected {}", expected[0]),
+        _ => "unexpected here".to_string(),
+    });
+    let keywords: Vec<&str> = expected
+        .iter()
+        .filter_map(|e| e.strip_prefix('`').and_then(|e| e.strip_suffix('`')))
+        .chain(
+            expected
+                .iter()
+                .any(|e| e.starts_with("an action item"))
+                .then_some(ACTION_ITEMS)
+                .into_iter()
+                .flatten(),
+        )
+        .collect();
+    let word_found = found.chars().next().is_some_and(|c| c.is_alphabetic());
+    if let Some(hint) = word_found
+        .then(|| crate::suggest::did_you_mean(found, keywords.into_iter()))
+        .flatten()
+    {
+        d = d.hint(hint);
+    } else if found == "}" && expected.iter().any(|e| e.contains("a type")) {
+        d = d.hint("an input needs a type, for example `input phone: string(phone)`");
+    } else if found.starts_with('\'') {
+        d = d.hint("strings use double quotes: \"...\"");
+    } else if found.is_empty() {
+        d = d
+            .secondary(file, Span::new(offset, offset + 6), "in this action")
+            .hint("is a closing `}` missing?");
+    }
+    d
+}
+
+const STRUCTURAL: &[&str] = &[
+    "{", "}", "[", "]", "(", ")", ":", "=", ",", "<", ">", "?", "??",
+];
+
+fn join_or(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {}", init.join(", "), last),
+    }
+}
+
+/// Length in bytes of the token starting at the beginning of `s`: a word, a quoted string on one
+/// line, or one character.
+fn token_len(s: &str) -> usize {
+    let mut chars = s.char_indices();
+    let Some((_, first)) = chars.next() else {
+        return 0;
+    };
+    if first.is_alphanumeric() || first == '_' {
+        s.char_indices()
+            .find(|&(_, c)| !(c.is_alphanumeric() || c == '_'))
+            .map_or(s.len(), |(i, _)| i)
+    } else if first == '"' {
+        s[1..]
+            .find(['"', '\n'])
+            .map_or(s.len(), |i| i + 2)
+            .min(s.len())
+    } else {
+        first.len_utf8()
+    }
+}
+
+/// Lowers pest pairs of one action into the AST.
+struct Lower<'d> {
+    file: FileId,
+    offset: usize,
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+type P<'i> = Pair<'i, Rule>;
+
+impl Lower<'_> {
+    fn span(&self, p: &P) -> Span {
+        let s = p.as_span();
+        Span::new(self.offset + s.start(), self.offset + s.end())
+    }
+
+    fn ident(&self, p: P) -> Ident {
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(&p),
+        }
+    }
+
+    fn strlit(&self, p: P) -> StrLit {
+        let span = self.span(&p);
+        let raw = p
+            .into_inner()
+            .next()
+            .map(|i| i.as_str().to_string())
+            .unwrap_or_default();
+        StrLit { raw, span }
+    }
+
+    fn action(&mut self, p: P) -> Action {
+        let span = self.span(&p);
+        let mut inner = p.into_inner();
+        let mut keyword = span;
+        let mut name = Ident {
+            name: String::new(),
+            span,
+        };
+        let mut items = Vec::new();
+        for c in inner.by_ref() {
+            match c.as_rule() {
+                Rule::kw_action => keyword = self.span(&c),
+                Rule::ident => name = self.ident(c),
+                _ => {
+                    if let Some(item) = self.item(c) {
+                        items.push(item);
+                    }
+                }
+            }
+        }
+        Action {
+            name,
+            keyword,
+            items,
+            span,
+        }
+    }
+
+    /// Children of `p` without keyword tokens.
+    fn parts<'i>(p: P<'i>) -> Vec<P<'i>> {
+        p.into_inner()
+            .filter(|c| !is_keyword(c.as_rule()))
+            .collect()
+    }
+
+    fn item(&mut self, p: P) -> Option<Item> {
+        let span = self.span(&p);
+        Some(match p.as_rule() {
+            Rule::description => {
+                let text = self.strlit(Self::parts(p).into_iter().next()?);
+                Item::Description(Description { text, span })
+            }
+            Rule::input_decl => {
+                let mut parts = Self::parts(p).into_iter();
+                let name = self.ident(parts.next()?);
+                let ty = self.type_expr(parts.next()?);
+                let mut default = None;
+                let mut doc = None;
+                for c in parts {
+                    if c.as_rule() == Rule::input_default {
+                        default = c.into_inner().next().map(|v| self.value(v));
+                    } else {
+                        doc = Some(self.strlit(c));
+                    }
+                }
+                Item::Input(InputDecl {
+                    name,
+                    ty,
+                    default,
+                    doc,
+                    span,
+                })
+            }
+            Rule::request => {
+                let mut parts = Self::parts(p).into_iter();
+                let method = self.ident(parts.next()?);
+                let url = self.strlit(parts.next()?);
+                let items = parts.filter_map(|c| self.request_item(c)).collect();
+                Item::Request(Request {
+                    method,
+                    url,
+                    items,
+                    span,
+                })
+            }
+            Rule::outputs => {
+                let fields = Self::parts(p)
+                    .into_iter()
+                    .filter_map(|f| self.output_field(f))
+                    .collect();
+                Item::Outputs(Outputs { fields, span })
+            }
+            Rule::say => Item::Say(self.say(p)?),
+            Rule::on_status => {
+                let mut statuses = Vec::new();
+                let mut items = Vec::new();
+                for c in Self::parts(p) {
+                    if c.as_rule() == Rule::status {
+                        statuses.push(StatusLit {
+                            text: c.as_str().to_string(),
+                            span: self.span(&c),
+                        });
+                    } else if let Some(i) = self.outcome_item(c) {
+                        items.push(i);
+                    }
+                }
+                Item::OnStatus(OnStatus {
+                    statuses,
+                    items,
+                    span,
+                })
+            }
+            Rule::fallback => {
+                let items = Self::parts(p)
+                    .into_iter()
+                    .filter_map(|c| self.outcome_item(c))
+                    .collect();
+                Item::Fallback(Fallback { items, span })
+            }
+            Rule::cache => {
+                let mut items = Vec::new();
+                for c in Self::parts(p) {
+                    let cspan = self.span(&c);
+                    let rule = c.as_rule();
+                    let mut parts = Self::parts(c).into_iter();
+                    items.push(match rule {
+                        Rule::cache_ttl => CacheItem::Ttl(self.duration(parts.next()?), cspan),
+                        Rule::cache_stale => {
+                            CacheItem::StaleIfError(self.duration(parts.next()?), cspan)
+                        }
+                        Rule::cache_scope => CacheItem::Scope(self.ident(parts.next()?), cspan),
+                        Rule::cache_key => {
+                            CacheItem::Key(parts.map(|e| self.expr(e)).collect(), cspan)
+                        }
+                        _ => continue,
+                    });
+                }
+                Item::Cache(Cache { items, span })
+            }
+            Rule::invalidates => {
+                let targets = Self::parts(p).into_iter().map(|c| self.ident(c)).collect();
+                Item::Invalidates(Invalidates { targets, span })
+            }
+            Rule::test => {
+                let mut parts = Self::parts(p).into_iter();
+                let name = self.strlit(parts.next()?);
+                let items = parts.filter_map(|c| self.test_item(c)).collect();
+                Item::Test(Test { name, items, span })
+            }
+            _ => return None,
+        })
+    }
+
+    fn say(&mut self, p: P) -> Option<Say> {
+        let span = self.span(&p);
+        let text = self.strlit(Self::parts(p).into_iter().next()?);
+        Some(Say { text, span })
+    }
+
+    fn outcome_item(&mut self, p: P) -> Option<OutcomeItem> {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::say => Some(OutcomeItem::Say(self.say(p)?)),
+            Rule::assignment => {
+                let mut parts = Self::parts(p).into_iter();
+                let name = self.ident(parts.next()?);
+                let value = self.value(parts.next()?);
+                Some(OutcomeItem::Assign(Assign { name, value, span }))
+            }
+            _ => None,
+        }
+    }
+
+    fn type_expr(&mut self, p: P) -> TypeExpr {
+        let span = self.span(&p);
+        let mut name = Ident {
+            name: String::new(),
+            span,
+        };
+        let mut args = None;
+        let mut args_span = None;
+        let mut item = None;
+        let mut optional = false;
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::type_name => name = self.ident(c),
+                Rule::type_args => {
+                    args_span = Some(self.span(&c));
+                    args = Some(
+                        c.into_inner()
+                            .map(|a| match a.as_rule() {
+                                Rule::string => TypeArg::Str(self.strlit(a)),
+                                _ => TypeArg::Ident(self.ident(a)),
+                            })
+                            .collect(),
+                    );
+                }
+                Rule::type_item => {
+                    if let Some(t) = c.into_inner().next() {
+                        item = Some(Box::new(self.type_expr(t)));
+                    }
+                }
+                Rule::optional_mark => optional = true,
+                _ => {}
+            }
+        }
+        TypeExpr {
+            name,
+            args,
+            args_span,
+            item,
+            optional,
+            span,
+        }
+    }
+
+    fn request_item(&mut self, p: P) -> Option<RequestItem> {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let mut parts = Self::parts(p).into_iter();
+        Some(match rule {
+            Rule::query_param | Rule::header_param => {
+                let param = self.param(parts, span)?;
+                if rule == Rule::query_param {
+                    RequestItem::Query(param)
+                } else {
+                    RequestItem::Header(param)
+                }
+            }
+            Rule::auth => {
+                let a = parts.next()?;
+                let arule = a.as_rule();
+                let mut ap = Self::parts(a).into_iter();
+                let kind = match arule {
+                    Rule::auth_bearer => AuthKind::Bearer(self.expr(ap.next()?)),
+                    Rule::auth_basic => {
+                        let u = self.expr(ap.next()?);
+                        AuthKind::Basic(u, self.expr(ap.next()?))
+                    }
+                    Rule::auth_header => {
+                        let n = self.strlit(ap.next()?);
+                        AuthKind::Header(n, self.expr(ap.next()?))
+                    }
+                    Rule::auth_query => {
+                        let n = self.strlit(ap.next()?);
+                        AuthKind::Query(n, self.expr(ap.next()?))
+                    }
+                    Rule::auth_oauth2 => {
+                        let mut items = Vec::new();
+                        for item in ap {
+                            let mut ip = item.into_inner();
+                            let key = ip.next()?;
+                            let key = Ident {
+                                name: key.as_str().to_string(),
+                                span: self.span(&key),
+                            };
+                            items.push((key, self.expr(ip.next()?)));
+                        }
+                        AuthKind::OAuth2(items)
+                    }
+                    _ => return None,
+                };
+                RequestItem::Auth(Auth { kind, span })
+            }
+            Rule::body => RequestItem::Body(self.value(parts.next()?), span),
+            Rule::form => RequestItem::Form(self.value(parts.next()?), span),
+            Rule::idempotency_key => RequestItem::IdempotencyKey(self.expr(parts.next()?), span),
+            Rule::timeout => RequestItem::Timeout(self.duration(parts.next()?), span),
+            Rule::per_try => RequestItem::PerTry(self.duration(parts.next()?), span),
+            Rule::retry => {
+                let count = self.integer(parts.next()?);
+                let backoff = parts.next().map(|d| self.duration(d));
+                RequestItem::Retry {
+                    count,
+                    backoff,
+                    span,
+                }
+            }
+            Rule::max_response => RequestItem::MaxResponse(self.size(parts.next()?), span),
+            Rule::read_only => RequestItem::ReadOnly(span),
+            _ => return None,
+        })
+    }
+
+    fn param<'i>(&mut self, mut parts: impl Iterator<Item = P<'i>>, span: Span) -> Option<Param> {
+        let name = self.strlit(parts.next()?);
+        let value = self.expr(parts.next()?);
+        Some(Param { name, value, span })
+    }
+
+    fn output_field(&mut self, p: P) -> Option<OutputField> {
+        let span = self.span(&p);
+        let mut parts = p.into_inner();
+        let name = self.ident(parts.next()?);
+        let ty = self.type_expr(parts.next()?);
+        let m = parts.next()?;
+        let mspan = self.span(&m);
+        let mut func = None;
+        let mut path = PathLit {
+            text: String::new(),
+            span: mspan,
+        };
+        let mut default = None;
+        for c in m.into_inner() {
+            match c.as_rule() {
+                Rule::jsonpath => path = self.path(c),
+                Rule::mapping_call => {
+                    for cc in c.into_inner() {
+                        match cc.as_rule() {
+                            Rule::ident => func = Some(self.ident(cc)),
+                            Rule::jsonpath => path = self.path(cc),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => default = Some(self.value(c)),
+            }
+        }
+        Some(OutputField {
+            name,
+            ty,
+            mapping: Mapping {
+                func,
+                path,
+                default,
+                span: mspan,
+            },
+            span,
+        })
+    }
+
+    fn path(&self, p: P) -> PathLit {
+        PathLit {
+            text: p.as_str().to_string(),
+            span: self.span(&p),
+        }
+    }
+
+    fn test_item(&mut self, p: P) -> Option<TestItem> {
+        let span = self.span(&p);
+        let rule = p.as_rule();
+        let all: Vec<P> = p.into_inner().collect();
+        let keywords: Vec<Rule> = all
+            .iter()
+            .map(|c| c.as_rule())
+            .filter(|r| is_keyword(*r))
+            .collect();
+        let mut parts = all.into_iter().filter(|c| !is_keyword(c.as_rule()));
+        Some(match rule {
+            Rule::test_input => TestItem::Input(self.value(parts.next()?), span),
+            Rule::test_call => TestItem::Call(self.value(parts.next()?), span),
+            Rule::test_env => {
+                let name = self.ident(parts.next()?);
+                TestItem::Env(name, self.strlit(parts.next()?), span)
+            }
+            Rule::test_secret => {
+                let name = self.ident(parts.next()?);
+                TestItem::Secret(name, self.strlit(parts.next()?), span)
+            }
+            Rule::test_upstream => {
+                let up = if keywords.contains(&Rule::kw_timeout) {
+                    Upstream::Timeout
+                } else if keywords.contains(&Rule::kw_reset) {
+                    Upstream::Reset
+                } else {
+                    let s = parts.next()?;
+                    let status = StatusLit {
+                        text: s.as_str().to_string(),
+                        span: self.span(&s),
+                    };
+                    let mut headers = None;
+                    let mut body = None;
+                    for c in parts {
+                        if c.as_rule() == Rule::upstream_headers {
+                            headers = c
+                                .into_inner()
+                                .find(|x| x.as_rule() == Rule::object)
+                                .map(|o| self.value(o));
+                        } else {
+                            body = Some(self.value(c));
+                        }
+                    }
+                    Upstream::Respond {
+                        status,
+                        headers,
+                        body,
+                    }
+                };
+                TestItem::Upstream(up, span)
+            }
+            Rule::expect_request => {
+                let method = self.ident(parts.next()?);
+                let path = self.strlit(parts.next()?);
+                let mut headers = Vec::new();
+                let mut body = None;
+                for c in parts {
+                    let cspan = self.span(&c);
+                    let crule = c.as_rule();
+                    let mut cp = Self::parts(c).into_iter();
+                    match crule {
+                        Rule::header_param => headers.extend(self.param(cp, cspan)),
+                        Rule::body => body = cp.next().map(|v| self.value(v)),
+                        _ => {}
+                    }
+                }
+                TestItem::ExpectRequest {
+                    method,
+                    path,
+                    headers,
+                    body,
+                    span,
+                }
+            }
+            Rule::expect_fallback => {
+                TestItem::ExpectFallback(parts.next().map(|v| self.value(v)), span)
+            }
+            Rule::expect_error => TestItem::ExpectError(self.ident(parts.next()?), span),
+            Rule::expect_say => TestItem::ExpectSay(self.strlit(parts.next()?), span),
+            Rule::expect_outputs => TestItem::ExpectOutputs(self.value(parts.next()?), span),
+            _ => return None,
+        })
+    }
+
+    fn duration(&mut self, p: P) -> Duration {
+        let span = self.span(&p);
+        let s = p.as_str();
+        let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let n: Option<u64> = s[..digits_end].parse().ok();
+        let factor = match &s[digits_end..] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            _ => 3_600_000,
+        };
+        let ms = n.and_then(|n| n.checked_mul(factor));
+        if ms.is_none() {
+            self.out_of_range(span, "duration");
+        }
+        Duration { ms, span }
+    }
+
+    fn size(&mut self, p: P) -> Size {
+        let span = self.span(&p);
+        let s = p.as_str();
+        let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let n: Option<u64> = s[..digits_end].parse().ok();
+        let factor = match &s[digits_end..] {
+            "B" => 1,
+            "KB" => 1024,
+            _ => 1024 * 1024,
+        };
+        let bytes = n.and_then(|n| n.checked_mul(factor));
+        if bytes.is_none() {
+            self.out_of_range(span, "size");
+        }
+        Size { bytes, span }
+    }
+
+    fn integer(&mut self, p: P) -> IntLit {
+        let span = self.span(&p);
+        let value = p.as_str().parse().ok();
+        if value.is_none() {
+            self.out_of_range(span, "number");
+        }
+        IntLit { value, span }
+    }
+
+    fn out_of_range(&mut self, span: Span, what: &str) {
+        self.diags.push(
+            Diagnostic::new(
+                Code::NumberOutOfRange,
+                self.file,
+                span,
+                format!("this {what} is too large"),
+            )
+            .label("out of range"),
+        );
+    }
+
+    fn expr(&mut self, p: P) -> Expr {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::reference => Expr::Ref(RefExpr {
+                segments: p.into_inner().map(|i| self.ident(i)).collect(),
+                span,
+            }),
+            Rule::string => Expr::Str(self.strlit(p)),
+            Rule::number => {
+                let text = p.as_str();
+                match serde_json::from_str::<serde_json::Number>(text) {
+                    Ok(n) => Expr::Number(n, span),
+                    Err(_) => {
+                        self.out_of_range(span, "number");
+                        Expr::Null(span)
+                    }
+                }
+            }
+            Rule::kw_true => Expr::Bool(true, span),
+            Rule::kw_false => Expr::Bool(false, span),
+            _ => Expr::Null(span),
+        }
+    }
+
+    fn value(&mut self, p: P) -> Value {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::object => {
+                let members = p
+                    .into_inner()
+                    .filter_map(|m| {
+                        let mspan = self.span(&m);
+                        let mut mp = m.into_inner();
+                        let k = mp.next()?;
+                        let key = match k.as_rule() {
+                            Rule::string => Key::Str(self.strlit(k)),
+                            _ => Key::Ident(self.ident(k)),
+                        };
+                        let value = self.value(mp.next()?);
+                        Some(Member {
+                            key,
+                            value,
+                            span: mspan,
+                        })
+                    })
+                    .collect();
+                Value::Object(members, span)
+            }
+            Rule::array => Value::Array(p.into_inner().map(|v| self.value(v)).collect(), span),
+            _ => Value::Scalar(self.expr(p)),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! String literals: escapes, and `{expr}` holes in template positions.
+
+use crate::ast::{Ident, RefExpr, Span, StrLit};
+use crate::diagnostic::{Code, Diagnostic, FileId};
+
+/// One piece of a template as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TPart {
+    Text(String),
+    Ref(RefExpr),
+}
+
+/// Applies the escapes of a plain string (no holes: `{` is a character).
+pub fn unescape(file: FileId, lit: &StrLit) -> Result<String, Diagnostic> {
+    let parts = scan(file, lit, false)?;
+    Ok(parts
+        .into_iter()
+        .map(|p| match p {
+            TPart::Text(t) => t,
+            TPart::Ref(_) => String::new(),
+        })
+        .collect())
+}
+
+/// Splits a template string into text and `{reference}` holes. `\{` and `\}` are literal braces.
+pub fn parse(file: FileId, lit: &StrLit) -> Result<Vec<TPart>, Diagnostic> {
+    scan(file, lit, true)
+}
+
+fn scan(file: FileId, lit: &StrLit, holes: bool) -> Result<Vec<TPart>, Diagnostic> {
+    let base = lit.content_start();
+    let raw = lit.raw.as_str();
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut chars = raw.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                let Some((j, e)) = chars.next() else {
+                    return Err(bad_escape(file, base + i, base + i + 1));
+                };
+                match e {
+                    '"' | '\\' | '/' | '{' | '}' => text.push(e),
+                    'n' => text.push('\n'),
+                    'r' => text.push('\r'),
+                    't' => text.push('\t'),
+                    'b' => text.push('\u{8}'),
+                    'f' => text.push('\u{c}'),
+                    'u' => {
+                        let hex: String = raw.get(j + 1..j + 5).unwrap_or("").to_string();
+                        let code = (hex.len() == 4)
+                            .then(|| u32::from_str_radix(&hex, 16).ok())
+                            .flatten()
+                            .and_then(char::from_u32);
+                        match code {
+                            Some(ch) => {
+                                text.push(ch);
+                                for _ in 0..4 {
+                                    chars.next();
+                                }
+                            }
+                            None => {
+                                return Err(bad_escape(file, base + i, base + j + 1 + hex.len()))
+                            }
+                        }
+                    }
+                    _ => return Err(bad_escape(file, base + i, base + j + e.len_utf8())),
+                }
+            }
+            '{' if holes => {
+                let close = raw[i..].find('}').map(|k| i + k);
+                let Some(close) = close else {
+                    return Err(Diagnostic::new(
+                        Code::InvalidString,
+                        file,
+                        Span::new(base + i, base + i + 1),
+                        "this `{` opens a template hole that is never closed",
+                    )
+                    .label("unclosed `{`")
+                    .hint("close it with `}`, or write `\\{` for a literal brace"));
+                };
+                let inner = &raw[i + 1..close];
+                let r = parse_ref(file, inner, base + i + 1)?;
+                if !text.is_empty() {
+                    parts.push(TPart::Text(std::mem::take(&mut text)));
+                }
+                parts.push(TPart::Ref(r));
+                while chars.peek().is_some_and(|&(k, _)| k <= close) {
+                    chars.next();
+                }
+            }
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() || parts.is_empty() {
+        parts.push(TPart::Text(text));
+    }
+    Ok(parts)
+}
+
+fn bad_escape(file: FileId, start: usize, end: usize) -> Diagnostic {
+    Diagnostic::new(
+        Code::InvalidString,
+        file,
+        Span::new(start, end.max(start + 1)),
+        "unknown escape sequence",
+    )
+    .label("not a valid escape")
+    .hint("valid escapes: \\\" \\\\ \\n \\r \\t \\uXXXX \\{ \\}")
+}
+
+/// Parses `input.name` inside a hole; `offset` is the file offset of `inner`.
+fn parse_ref(file: FileId, inner: &str, offset: usize) -> Result<RefExpr, Diagnostic> {
+    let lead = inner.len() - inner.trim_start().len();
+    let trimmed = inner.trim();
+    let start = offset + lead;
+    let span = Span::new(start, start + trimmed.len());
+    let mut segments = Vec::new();
+    let mut pos = start;
+    for seg in trimmed.split('.') {
+        let valid = seg
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(Diagnostic::new(
+                Code::InvalidString,
+                file,
+                if trimmed.is_empty() {
+                    Span::new(offset.saturating_sub(1), offset + inner.len() + 1)
+                } else {
+                    span
+                },
+                format!("`{{{trimmed}}}` is not a reference"),
+            )
+            .label("expected a reference like `input.name`")
+            .hint("template holes hold one reference: {input.x}, {output.x}, {env.X}, {call.id}; write `\\{` for a literal brace"));
+        }
+        segments.push(Ident {
+            name: seg.to_string(),
+            span: Span::new(pos, pos + seg.len()),
+        });
+        pos += seg.len() + 1;
+    }
+    if segments.len() < 2 {
+        return Err(Diagnostic::new(
+            Code::InvalidString,
+            file,
+            span,
+            format!("`{{{trimmed}}}` is not a reference"),
+        )
+        .label("expected a reference like `input.name`")
+        .hint("template holes hold one reference: {input.x}, {output.x}, {env.X}, {call.id}; write `\\{` for a literal brace"));
+    }
+    Ok(RefExpr { segments, span })
+}
