@@ -355,7 +355,15 @@ fn syntax_error(
         }
     }
     expected.retain(|e| e != "something else");
-    let found_len = token_len(&src[pos.min(src.len())..]);
+    // At the end of the chunk, point just after the last thing written (not at trailing blank
+    // lines or comments).
+    let at_end = pos >= src.len() || src[pos..].trim().is_empty() || end_of_content(src) <= pos;
+    let pos = if at_end {
+        end_of_content(src).min(pos)
+    } else {
+        pos
+    };
+    let found_len = if at_end { 0 } else { token_len(&src[pos..]) };
     let found = &src[pos.min(src.len())..(pos + found_len).min(src.len())];
     let span = Span::new(offset + pos, offset + pos + found_len);
     let found_words = if !found.is_empty() {
@@ -429,6 +437,19 @@ fn syntax_error(
 const STRUCTURAL: &[&str] = &[
     "{", "}", "[", "]", "(", ")", ":", "=", ",", "<", ">", "?", "??",
 ];
+
+/// Offset just after the last character that is neither blank nor in a trailing line comment.
+fn end_of_content(src: &str) -> usize {
+    let mut end = src.trim_end().len();
+    loop {
+        let line_start = src[..end].rfind('\n').map_or(0, |i| i + 1);
+        if src[line_start..end].trim_start().starts_with("//") {
+            end = src[..line_start].trim_end().len();
+        } else {
+            return end;
+        }
+    }
+}
 
 fn join_or(items: &[String]) -> String {
     match items {
