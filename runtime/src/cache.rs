@@ -1,0 +1,136 @@
+//! The response cache (moka).
+//!
+//! One cache per action with a `cache` block, bounded to `Config::cache_capacity` entries. The
+//! key is the values of the declared key inputs (as JSON), plus the call id for `scope call`
+//! (a `scope call` action called without `X-Call-Id` is not cached). Only mapped outputs of
+//! successful calls are stored; `say` is rendered per answer.
+//!
+//! `fresh` holds entries for `ttl` and coalesces concurrent misses of one key into one upstream
+//! call (moka's `try_get_with`, which hands the one result, success or not, to every waiter).
+//! With `stale_if_error`, `stale` keeps a copy for `ttl + stale_if_error`, read only when the
+//! upstream fails.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mca_compiler::ir::{self, CacheScope};
+use moka::future::Cache;
+use serde_json::{Map, Value};
+
+use crate::response::CallContext;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CacheKey {
+    pub call: Option<String>,
+    pub key: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub output: Map<String, Value>,
+}
+
+pub(crate) struct ActionCache {
+    pub fresh: Cache<CacheKey, Arc<Entry>>,
+    pub stale: Option<Cache<CacheKey, Arc<Entry>>>,
+    decl: ir::Cache,
+}
+
+impl ActionCache {
+    fn new(decl: &ir::Cache, capacity: u64) -> ActionCache {
+        let build = |ttl: Duration| {
+            let builder = Cache::builder().max_capacity(capacity).time_to_live(ttl);
+            if decl.scope == CacheScope::Call {
+                builder.support_invalidation_closures().build()
+            } else {
+                builder.build()
+            }
+        };
+        let ttl = Duration::from_millis(decl.ttl_ms.max(1));
+        ActionCache {
+            fresh: build(ttl),
+            stale: decl
+                .stale_if_error_ms
+                .map(|s| build(ttl + Duration::from_millis(s))),
+            decl: decl.clone(),
+        }
+    }
+
+    /// The key for these inputs, or `None` when the call cannot be cached.
+    pub(crate) fn key(&self, inputs: &Map<String, Value>, call: &CallContext) -> Option<CacheKey> {
+        let call = match self.decl.scope {
+            CacheScope::Global => None,
+            CacheScope::Call => Some(call.id.clone()?),
+        };
+        let values: Vec<&Value> = self
+            .decl
+            .key
+            .iter()
+            .map(|k| inputs.get(k).unwrap_or(&Value::Null))
+            .collect();
+        Some(CacheKey {
+            call,
+            key: serde_json::to_string(&values).unwrap_or_default(),
+        })
+    }
+
+    pub(crate) async fn store_stale(&self, key: CacheKey, entry: Arc<Entry>) {
+        if let Some(stale) = &self.stale {
+            stale.insert(key, entry).await;
+        }
+    }
+
+    fn invalidate_all(&self) {
+        self.fresh.invalidate_all();
+        if let Some(s) = &self.stale {
+            s.invalidate_all();
+        }
+    }
+
+    fn end_call(&self, id: &str) {
+        if self.decl.scope != CacheScope::Call {
+            return;
+        }
+        for cache in std::iter::once(&self.fresh).chain(self.stale.as_ref()) {
+            let id = id.to_string();
+            // Cannot fail: invalidation closures are enabled for call-scoped caches.
+            let _ = cache.invalidate_entries_if(move |k, _| k.call.as_deref() == Some(&id));
+        }
+    }
+}
+
+pub(crate) struct Caches {
+    by_action: HashMap<String, ActionCache>,
+}
+
+impl Caches {
+    pub(crate) fn new<'a>(
+        decls: impl Iterator<Item = (&'a str, &'a ir::Cache)>,
+        capacity: u64,
+    ) -> Caches {
+        Caches {
+            by_action: decls
+                .map(|(name, decl)| (name.to_string(), ActionCache::new(decl, capacity)))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn get(&self, action: &str) -> Option<&ActionCache> {
+        self.by_action.get(action)
+    }
+
+    /// Drops every entry of `action` (after a successful write that `invalidates` it).
+    pub(crate) fn invalidate_action(&self, action: &str) {
+        if let Some(c) = self.by_action.get(action) {
+            c.invalidate_all();
+        }
+    }
+
+    /// Drops every `scope call` entry of the call.
+    pub(crate) fn end_call(&self, id: &str) {
+        for c in self.by_action.values() {
+            c.end_call(id);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Runtime configuration.
+//!
+//! # Upstream routes
+//!
+//! [`Config::routes`] sends the requests for chosen upstream hosts to a fixed socket address over
+//! plain HTTP instead of resolving and contacting the real host. A key is matched against the
+//! request URL's host, most specific first:
+//!
+//! 1. `host:port` (the port as written in the URL, or the scheme's default port),
+//! 2. `host`,
+//! 3. `*` (every upstream request, including OAuth2 token requests).
+//!
+//! A routed request keeps its path, query, headers and body; its URL becomes
+//! `http://ADDRESS/path?query`, and its `Host` header still names the original host (with the
+//! port when the URL had a non-default one), so the receiving server can tell the hosts apart.
+//! Routed requests bypass the SSRF guard and the HTTPS requirement: routing is the operator's
+//! explicit decision, and the target is usually a loopback server. Everything else still goes
+//! through the guard, so `allow_private` can stay `false`.
+//!
+//! Uses:
+//! - `mca serve --demo` routes `shop.example.com` (the literal host of `order_status.mca`) and the
+//!   demo upstream's own `127.0.0.1:PORT` to the demo upstream (see [`crate::demo::configure`]);
+//! - `mca test` routes `*` to an in-process [`crate::stub::Stub`], so no test reaches the network.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How the runtime behaves. `Config::default()` is the safe production setting.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Permit plain `http://` upstreams and upstream addresses that are loopback, private,
+    /// link-local, metadata or otherwise not publicly routable (`--allow-private`).
+    pub allow_private: bool,
+    /// Where `env.NAME` and `secret.NAME` are read from at start-up. `None` reads the process
+    /// environment; `Some(map)` reads only the map (tests never touch the process environment).
+    pub env: Option<HashMap<String, String>>,
+    /// Bearer token callers must present (`MCA_TOKEN`). Required by [`crate::serve()`] when it
+    /// listens on a non-loopback address.
+    pub token: Option<String>,
+    /// Largest inbound request body accepted by the server.
+    pub max_body_bytes: usize,
+    /// Most entries kept per cached action.
+    pub cache_capacity: u64,
+    /// Upstream routes: see the module documentation.
+    pub routes: HashMap<String, SocketAddr>,
+    /// How long [`crate::serve()`] waits for in-flight requests after shutdown is signalled.
+    pub drain_timeout: Duration,
+    /// How long the server waits for a caller to send a complete request (headers and body).
+    pub request_read_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            allow_private: false,
+            env: None,
+            token: None,
+            max_body_bytes: 64 * 1024,
+            cache_capacity: 10_000,
+            routes: HashMap::new(),
+            drain_timeout: Duration::from_secs(30),
+            request_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Adds a route (see the module documentation). Keys are matched case-insensitively.
+    pub fn route(mut self, host: impl Into<String>, to: SocketAddr) -> Self {
+        self.routes.insert(host.into().to_ascii_lowercase(), to);
+        self
+    }
+
+    /// Sets one environment variable in the [`Config::env`] map, creating the map from the
+    /// process environment if there is none yet.
+    pub fn set_env(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.env
+            .get_or_insert_with(|| std::env::vars().collect())
+            .insert(name.into(), value.into());
+    }
+
+    /// Reads one variable from the configured environment.
+    pub(crate) fn var(&self, name: &str) -> Option<String> {
+        match &self.env {
+            Some(map) => map.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }
+    }
+}

@@ -1,0 +1,804 @@
+//! [`Runtime`]: the one execution path of an action.
+//!
+//! 1. Validate the inputs (400/422, nothing sent).
+//! 2. The deadline is `timeout` from the moment the call arrived; the answer is computed when
+//!    it passes, whatever the upstream is doing.
+//! 3. Cached actions answer from the cache when they can; concurrent misses share one upstream
+//!    call.
+//! 4. The request is rendered and sent; retries follow the rules in [`Runtime::send`].
+//! 5. The outcome: an `on STATUS` block that matches the final status; a 2xx mapped to outputs;
+//!    otherwise (or when mapping fails) a stale cache entry if `stale_if_error` allows, else the
+//!    `fallback` with its reason. Without a `fallback`, a failure is an error answer (502).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mca_compiler::ir::{self, Auth, Body, Outcome, Reason};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use serde_json::{Map, Value};
+use tokio::time::{timeout_at, Instant};
+use tracing::Instrument;
+
+use crate::cache::{Caches, Entry};
+use crate::config::Config;
+use crate::input;
+use crate::mapping::map_outputs;
+use crate::metrics::Metrics;
+use crate::oauth::{TokenCache, TokenKey};
+use crate::outbound::{Failure, Outbound, Received};
+use crate::prepare::{prepare, Prepared, StartupError, StartupProblem};
+use crate::redact::Redactor;
+use crate::render::{self, Scope};
+use crate::response::{ActionResponse, Answer, CallContext, Detail, ErrorBody, Status};
+
+/// Statuses after which an attempt is retried.
+const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
+/// Longest backoff between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A retry is only started when at least this much time is left after its backoff.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(20);
+
+/// The compiled actions, ready to execute. Cheap to share (`Arc<Runtime>`).
+pub struct Runtime {
+    actions: HashMap<String, Arc<Prepared>>,
+    /// Action names in IR order.
+    order: Vec<String>,
+    outbound: Outbound,
+    tokens: TokenCache,
+    caches: Caches,
+    pub(crate) metrics: Metrics,
+    redactor: Redactor,
+    config: Config,
+}
+
+/// What one upstream exchange came to (before the cache, stale entries and fallbacks).
+#[derive(Debug)]
+pub(crate) struct Fetch {
+    outcome: Fetched,
+    attempts: u32,
+    status: Option<u16>,
+}
+
+#[derive(Debug)]
+enum Fetched {
+    Ok(Map<String, Value>),
+    /// Index of the matching `on STATUS` block.
+    OnStatus(usize),
+    Failed {
+        reason: Reason,
+        message: String,
+    },
+}
+
+/// A rendered request, ready to be cloned for each attempt.
+struct Built {
+    request: reqwest::Request,
+    retryable: bool,
+    oauth: Option<(TokenKey, String)>,
+}
+
+impl Runtime {
+    /// Prepares every action: JSONPaths parsed, `env`/`secret` values read (from
+    /// [`Config::env`] or the process environment), URLs and header names checked. Every
+    /// problem is reported at once.
+    pub fn new(project: ir::Project, config: Config) -> Result<Runtime, StartupError> {
+        let prepared = prepare(project, &config)?;
+        let outbound = Outbound::new(&config).map_err(|message| StartupError {
+            problems: vec![StartupProblem::Client { message }],
+        })?;
+        let redactor = Redactor::new(
+            prepared
+                .iter()
+                .flat_map(|p| p.secrets.values().cloned())
+                .chain(config.token.clone()),
+        );
+        let caches = Caches::new(
+            prepared
+                .iter()
+                .filter_map(|p| Some((p.action.name.as_str(), p.action.cache.as_ref()?))),
+            config.cache_capacity,
+        );
+        let order = prepared.iter().map(|p| p.action.name.clone()).collect();
+        Ok(Runtime {
+            actions: prepared
+                .into_iter()
+                .map(|p| (p.action.name.clone(), Arc::new(p)))
+                .collect(),
+            order,
+            outbound,
+            tokens: TokenCache::default(),
+            caches,
+            metrics: Metrics::new(),
+            redactor,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The actions, in the order of the IR.
+    pub fn actions(&self) -> impl Iterator<Item = &ir::Action> {
+        self.order
+            .iter()
+            .filter_map(|n| self.actions.get(n).map(|p| &p.action))
+    }
+
+    pub fn action(&self, name: &str) -> Option<&ir::Action> {
+        self.actions.get(name).map(|p| &p.action)
+    }
+
+    /// The call has ended: drops every `scope call` cache entry of it.
+    pub fn end_call(&self, call_id: &str) {
+        tracing::debug!(call_id, "call ended; dropping its cache entries");
+        self.caches.end_call(call_id);
+    }
+
+    /// Metrics in OpenMetrics text format (served by `GET /metrics`).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// Replaces every secret value in a text (for messages built outside the runtime).
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
+    }
+
+    /// Executes one action. Always answers, by the action's deadline plus a few milliseconds.
+    pub async fn execute(&self, action: &str, inputs: Value, call: CallContext) -> ActionResponse {
+        let start = Instant::now();
+        let Some(prep) = self.actions.get(action).cloned() else {
+            return ActionResponse::Error(ErrorBody::new(
+                404,
+                "unknown_action",
+                format!("there is no action named `{action}`"),
+            ));
+        };
+        let span = tracing::info_span!(
+            "action",
+            action = %prep.action.name,
+            call_id = call.id.as_deref().unwrap_or("")
+        );
+        self.run(&prep, inputs, call, start).instrument(span).await
+    }
+
+    async fn run(
+        &self,
+        prep: &Prepared,
+        inputs: Value,
+        call: CallContext,
+        start: Instant,
+    ) -> ActionResponse {
+        let action = &prep.action;
+        let inputs = match input::validate(action, inputs) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::info!(outcome = "invalid_input", field = e.field.as_deref().unwrap_or(""), message = %e.message, "refused");
+                self.metrics
+                    .call(&action.name, "invalid_input", start.elapsed());
+                return ActionResponse::Error(e);
+            }
+        };
+        let deadline = start + Duration::from_millis(action.request.timeout_ms);
+        let attempts = AtomicU32::new(0);
+        let cache = self.caches.get(&action.name);
+        let key = cache.and_then(|c| c.key(&inputs, &call));
+
+        let timed_out = |attempts: &AtomicU32| Fetch {
+            outcome: Fetched::Failed {
+                reason: Reason::Timeout,
+                message: format!(
+                    "no answer within the timeout of {} ms",
+                    action.request.timeout_ms
+                ),
+            },
+            attempts: attempts.load(Ordering::Relaxed),
+            status: None,
+        };
+
+        // Ok: fresh outputs (and whether they came without an upstream call of our own).
+        let result: Result<(Arc<Entry>, bool, Detail), Arc<Fetch>> = match (cache, &key) {
+            (Some(c), Some(k)) => {
+                if let Some(entry) = c.fresh.get(k).await {
+                    self.metrics.cache(&action.name, true);
+                    Ok((entry, true, Detail::default()))
+                } else {
+                    self.metrics.cache(&action.name, false);
+                    let ran = AtomicBool::new(false);
+                    let init = async {
+                        ran.store(true, Ordering::Relaxed);
+                        let f = self.fetch(prep, &inputs, &call, deadline, &attempts).await;
+                        match f.outcome {
+                            Fetched::Ok(output) => Ok(Arc::new(Entry { output })),
+                            _ => Err(f),
+                        }
+                    };
+                    match timeout_at(deadline, c.fresh.try_get_with(k.clone(), init)).await {
+                        Ok(Ok(entry)) => {
+                            let own = ran.load(Ordering::Relaxed);
+                            if own {
+                                c.store_stale(k.clone(), entry.clone()).await;
+                            }
+                            let detail = Detail {
+                                attempts: attempts.load(Ordering::Relaxed),
+                                upstream_status: None,
+                                ..Detail::default()
+                            };
+                            Ok((entry, !own, detail))
+                        }
+                        Ok(Err(f)) => Err(f),
+                        Err(_) => Err(Arc::new(timed_out(&attempts))),
+                    }
+                }
+            }
+            _ => match timeout_at(
+                deadline,
+                self.fetch(prep, &inputs, &call, deadline, &attempts),
+            )
+            .await
+            {
+                Ok(Fetch {
+                    outcome: Fetched::Ok(output),
+                    attempts,
+                    status,
+                }) => Ok((
+                    Arc::new(Entry { output }),
+                    false,
+                    Detail {
+                        attempts,
+                        upstream_status: status,
+                        ..Detail::default()
+                    },
+                )),
+                Ok(f) => Err(Arc::new(f)),
+                Err(_) => Err(Arc::new(timed_out(&attempts))),
+            },
+        };
+
+        let scope_for = |outputs: &Map<String, Value>, f: &dyn Fn(&Scope<'_>) -> Option<String>| {
+            let scope = Scope {
+                inputs: &inputs,
+                call: &call,
+                env: &prep.env,
+                secrets: &HashMap::new(),
+                outputs: Some(outputs),
+            };
+            f(&scope)
+        };
+
+        let (answer, outcome) = match result {
+            Ok((entry, cached, detail)) => {
+                if !cached {
+                    for target in &action.invalidates {
+                        self.caches.invalidate_action(target);
+                    }
+                }
+                let say = action
+                    .say
+                    .as_ref()
+                    .and_then(|t| scope_for(&entry.output, &|s| s.template_strict(t)));
+                let answer = Answer {
+                    action: action.name.clone(),
+                    status: Status::Ok,
+                    output: entry.output.clone(),
+                    say,
+                    cached,
+                    duration_ms: 0,
+                    reason: None,
+                    stale: false,
+                    detail,
+                };
+                (answer, "ok")
+            }
+            Err(fetch) => {
+                let detail = Detail {
+                    attempts: fetch.attempts,
+                    upstream_status: fetch.status,
+                    ..Detail::default()
+                };
+                match &fetch.outcome {
+                    Fetched::OnStatus(i) => {
+                        let outcome = &action.on_status[*i].outcome;
+                        let (output, say) = self.outcome(prep, outcome, &inputs, &call);
+                        let answer = Answer {
+                            action: action.name.clone(),
+                            status: Status::Ok,
+                            output,
+                            say,
+                            cached: false,
+                            duration_ms: 0,
+                            reason: None,
+                            stale: false,
+                            detail: Detail {
+                                on_status: Some(*i),
+                                ..detail
+                            },
+                        };
+                        (answer, "on_status")
+                    }
+                    // Cannot happen (successes are `Ok` above); treated as a mapping failure.
+                    Fetched::Ok(_) => {
+                        return self.failed(
+                            prep,
+                            &inputs,
+                            &call,
+                            start,
+                            Reason::Mapping,
+                            "internal: unexpected outcome".into(),
+                            detail,
+                        )
+                    }
+                    Fetched::Failed { reason, message } => {
+                        let stale = match (cache, &key) {
+                            (Some(c), Some(k)) => match &c.stale {
+                                Some(s) => s.get(k).await,
+                                None => None,
+                            },
+                            _ => None,
+                        };
+                        if let Some(entry) = stale {
+                            let say = action
+                                .say
+                                .as_ref()
+                                .and_then(|t| scope_for(&entry.output, &|s| s.template_strict(t)));
+                            let message = self.redactor.redact(message);
+                            tracing::warn!(reason = reason.as_str(), %message, "upstream failed; answering with a stale cache entry");
+                            let answer = Answer {
+                                action: action.name.clone(),
+                                status: Status::Ok,
+                                output: entry.output.clone(),
+                                say,
+                                cached: true,
+                                duration_ms: 0,
+                                reason: None,
+                                stale: true,
+                                detail: Detail {
+                                    message: Some(message),
+                                    ..detail
+                                },
+                            };
+                            (answer, "stale")
+                        } else {
+                            return self.failed(
+                                prep,
+                                &inputs,
+                                &call,
+                                start,
+                                *reason,
+                                message.clone(),
+                                detail,
+                            );
+                        }
+                    }
+                }
+            }
+        };
+        let took = start.elapsed();
+        let answer = Answer {
+            duration_ms: took.as_millis() as u64,
+            ..answer
+        };
+        self.metrics.call(&action.name, outcome, took);
+        tracing::info!(
+            outcome,
+            cached = answer.cached,
+            attempts = answer.detail.attempts,
+            upstream_status = answer.detail.upstream_status,
+            duration_ms = answer.duration_ms,
+            "answered"
+        );
+        ActionResponse::Answer(answer)
+    }
+
+    /// The fallback answer (or a 502 error when there is no fallback).
+    #[allow(clippy::too_many_arguments)]
+    fn failed(
+        &self,
+        prep: &Prepared,
+        inputs: &Map<String, Value>,
+        call: &CallContext,
+        start: Instant,
+        reason: Reason,
+        message: String,
+        detail: Detail,
+    ) -> ActionResponse {
+        let action = &prep.action;
+        let message = self.redactor.redact(&message);
+        let took = start.elapsed();
+        tracing::warn!(
+            reason = reason.as_str(),
+            %message,
+            attempts = detail.attempts,
+            upstream_status = detail.upstream_status,
+            duration_ms = took.as_millis() as u64,
+            "falling back"
+        );
+        let Some(fallback) = &action.fallback else {
+            self.metrics.call(&action.name, "error", took);
+            let mut e = ErrorBody::new(502, reason.as_str(), message);
+            e.reason = Some(reason);
+            return ActionResponse::Error(e);
+        };
+        let (output, say) = self.outcome(prep, fallback, inputs, call);
+        self.metrics.call(&action.name, "fallback", took);
+        ActionResponse::Answer(Answer {
+            action: action.name.clone(),
+            status: Status::Fallback,
+            output,
+            say,
+            cached: false,
+            duration_ms: took.as_millis() as u64,
+            reason: Some(reason),
+            stale: false,
+            detail: Detail {
+                message: Some(message),
+                ..detail
+            },
+        })
+    }
+
+    /// The outputs and speech of an `on STATUS` or `fallback` outcome. Unassigned outputs are
+    /// null.
+    fn outcome(
+        &self,
+        prep: &Prepared,
+        outcome: &Outcome,
+        inputs: &Map<String, Value>,
+        call: &CallContext,
+    ) -> (Map<String, Value>, Option<String>) {
+        let mut output: Map<String, Value> = prep
+            .action
+            .outputs
+            .iter()
+            .map(|o| (o.name.clone(), Value::Null))
+            .collect();
+        for (name, value) in &outcome.values {
+            output.insert(name.clone(), value.clone());
+        }
+        let no_secrets = HashMap::new();
+        let scope = Scope {
+            inputs,
+            call,
+            env: &prep.env,
+            secrets: &no_secrets,
+            outputs: Some(&output),
+        };
+        let say = outcome.say.as_ref().and_then(|t| scope.template_strict(t));
+        (output, say)
+    }
+
+    /// Renders the request, sends it (with retries), and interprets the response.
+    async fn fetch(
+        &self,
+        prep: &Prepared,
+        inputs: &Map<String, Value>,
+        call: &CallContext,
+        deadline: Instant,
+        attempts: &AtomicU32,
+    ) -> Fetch {
+        let failed = |f: Failure, attempts: &AtomicU32| Fetch {
+            outcome: Fetched::Failed {
+                reason: f.reason,
+                message: f.message,
+            },
+            attempts: attempts.load(Ordering::Relaxed),
+            status: None,
+        };
+        let scope = Scope {
+            inputs,
+            call,
+            env: &prep.env,
+            secrets: &prep.secrets,
+            outputs: None,
+        };
+        let built = match self.build(prep, &scope) {
+            Ok(b) => b,
+            Err(f) => return failed(f, attempts),
+        };
+        let received = match self.send(prep, built, deadline, attempts).await {
+            Ok(r) => r,
+            Err(f) => return failed(f, attempts),
+        };
+        let action = &prep.action;
+        let status = received.status;
+        let outcome = if let Some(i) = action
+            .on_status
+            .iter()
+            .position(|h| h.statuses.iter().any(|r| r.contains(status)))
+        {
+            Fetched::OnStatus(i)
+        } else if let Some(body) = received.body {
+            let json = if body.iter().all(u8::is_ascii_whitespace) {
+                Ok(Value::Null)
+            } else {
+                serde_json::from_slice::<Value>(&body)
+            };
+            match json {
+                Err(e) => Fetched::Failed {
+                    reason: Reason::InvalidResponse,
+                    message: format!(
+                        "the upstream answered {status} with a body that is not JSON: {e}"
+                    ),
+                },
+                Ok(json) => match map_outputs(&prep.outputs, &json) {
+                    Ok(output) => Fetched::Ok(output),
+                    Err(message) => Fetched::Failed {
+                        reason: Reason::Mapping,
+                        message,
+                    },
+                },
+            }
+        } else {
+            Fetched::Failed {
+                reason: Reason::UpstreamStatus,
+                message: format!("the upstream answered {status}"),
+            }
+        };
+        Fetch {
+            outcome,
+            attempts: attempts.load(Ordering::Relaxed),
+            status: Some(status),
+        }
+    }
+
+    /// Renders the request: URL with encoded values, query, headers, auth, idempotency key,
+    /// body. Applies routes and the scheme/address policy.
+    fn build(&self, prep: &Prepared, scope: &Scope<'_>) -> Result<Built, Failure> {
+        let req = &prep.action.request;
+        let invalid = |e: render::PlaceError| Failure::new(Reason::InvalidRequest, e.0);
+
+        let mut query = Vec::new();
+        for p in &req.query {
+            for v in render::param_values(&scope.expr(&p.value)) {
+                query.push((p.name.clone(), v));
+            }
+        }
+        if let Some(Auth::Query { name, value }) = &req.auth {
+            let v = render::text(&scope.expr(value), ",").unwrap_or_default();
+            query.push((name.clone(), v));
+        }
+        let url = render::url(scope, &req.url.parts, &query).map_err(invalid)?;
+        let (url, host) = self.outbound.place(&url)?;
+
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        for (p, name) in req.headers.iter().zip(&prep.header_names) {
+            let Some(s) = render::text(&scope.expr(&p.value), ", ") else {
+                continue;
+            };
+            let mut v = render::header_value(&s).map_err(invalid)?;
+            v.set_sensitive(render::reads_secret(&p.value));
+            headers.insert(name.clone(), v);
+        }
+        if let Some(host) = host {
+            headers.insert(HOST, render::header_value(&host).map_err(invalid)?);
+        }
+        let secret_text = |e: &ir::Expr| render::text(&scope.expr(e), ",").unwrap_or_default();
+        let mut oauth = None;
+        let mut basic = None;
+        match &req.auth {
+            None | Some(Auth::Query { .. }) => {}
+            Some(Auth::Bearer { token }) => {
+                let mut v = render::header_value(&format!("Bearer {}", secret_text(token)))
+                    .map_err(invalid)?;
+                v.set_sensitive(true);
+                headers.insert(AUTHORIZATION, v);
+            }
+            Some(Auth::Basic { user, password }) => {
+                let (u, p) = (secret_text(user), secret_text(password));
+                if u.contains(':') {
+                    return Err(Failure::new(
+                        Reason::InvalidRequest,
+                        "a basic auth user name cannot contain `:`",
+                    ));
+                }
+                render::header_value(&u).map_err(invalid)?;
+                render::header_value(&p).map_err(invalid)?;
+                basic = Some((u, p));
+            }
+            Some(Auth::Header { value, .. }) => {
+                if let Some(name) = &prep.auth_header_name {
+                    let mut v = render::header_value(&secret_text(value)).map_err(invalid)?;
+                    v.set_sensitive(true);
+                    headers.insert(name.clone(), v);
+                }
+            }
+            Some(Auth::Oauth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope: oauth_scope,
+            }) => {
+                let key = TokenKey {
+                    token_url: secret_text(token_url),
+                    client_id: secret_text(client_id),
+                    scope: oauth_scope
+                        .as_ref()
+                        .map(secret_text)
+                        .filter(|s| !s.is_empty()),
+                };
+                oauth = Some((key, secret_text(client_secret)));
+            }
+        }
+        let mut key_ok = false;
+        if let Some(e) = &req.idempotency_key {
+            if let Some(v) = scope.expr_strict(e).and_then(|v| render::text(&v, ",")) {
+                let mut v = render::header_value(&v).map_err(invalid)?;
+                v.set_sensitive(render::reads_secret(e));
+                headers.insert("idempotency-key", v);
+                key_ok = true;
+            }
+        }
+        let retryable = req.method.is_idempotent() || req.read_only || key_ok;
+
+        let method = reqwest::Method::from_bytes(req.method.as_str().as_bytes())
+            .map_err(|_| Failure::new(Reason::InvalidRequest, "unknown method"))?;
+        let mut builder = self.outbound.client.request(method, url);
+        if let Some((user, password)) = basic {
+            // reqwest encodes it and marks the header sensitive.
+            builder = builder.basic_auth(user, Some(password));
+        }
+        match &req.body {
+            None => {}
+            Some(Body::Json { template }) => {
+                let body = serde_json::to_vec(&scope.json(template)).map_err(|e| {
+                    Failure::new(
+                        Reason::InvalidRequest,
+                        format!("cannot build the body: {e}"),
+                    )
+                })?;
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                builder = builder.body(body);
+            }
+            Some(Body::Form { fields }) => {
+                let mut pairs = Vec::new();
+                for f in fields {
+                    for v in render::param_values(&scope.expr(&f.value)) {
+                        pairs.push((f.name.clone(), v));
+                    }
+                }
+                builder = builder.form(&pairs);
+            }
+        }
+        let request = builder
+            .headers(headers)
+            .build()
+            .map_err(|e| Failure::new(Reason::InvalidRequest, crate::outbound::error_text(&e)))?;
+        Ok(Built {
+            request,
+            retryable,
+            oauth,
+        })
+    }
+
+    /// Sends the request until it succeeds or may not be retried.
+    ///
+    /// A request is retried only when it is retryable (idempotent method, `read_only`, or an
+    /// idempotency key), only after a connection error, a reset, a per-try timeout, or a 429,
+    /// 502, 503 or 504, at most `retry` times, and only when time is left after the backoff
+    /// (capped exponential with jitter: between half and all of `backoff * 2^n`, at most 2 s).
+    /// A `Retry-After` replaces the backoff; when it does not fit in the deadline, the last
+    /// response stands. With OAuth2, a 401 drops the token and the request is sent once more
+    /// with a new one (not counted as a retry).
+    async fn send(
+        &self,
+        prep: &Prepared,
+        built: Built,
+        deadline: Instant,
+        attempts: &AtomicU32,
+    ) -> Result<Received, Failure> {
+        let action = &prep.action;
+        let req = &action.request;
+        let max_attempts = if built.retryable {
+            1 + req.retry.attempts
+        } else {
+            1
+        };
+        let mut n = 0;
+        let mut reauthorized = false;
+        loop {
+            n += 1;
+            let Some(mut request) = built.request.try_clone() else {
+                return Err(Failure::new(
+                    Reason::InvalidRequest,
+                    "the request body cannot be sent twice",
+                ));
+            };
+            let mut token = None;
+            if let Some((key, secret)) = &built.oauth {
+                let t = self.tokens.token(&self.outbound, key, secret).await?;
+                let mut v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                    Failure::new(
+                        Reason::InvalidResponse,
+                        "the token endpoint answered an unusable token",
+                    )
+                })?;
+                v.set_sensitive(true);
+                request.headers_mut().insert(AUTHORIZATION, v);
+                token = Some((key, t));
+            }
+            attempts.fetch_add(1, Ordering::Relaxed);
+            let per_try_deadline = match req.per_try_ms {
+                Some(ms) => (Instant::now() + Duration::from_millis(ms)).min(deadline),
+                None => deadline,
+            };
+            let started = Instant::now();
+            let result = match timeout_at(
+                per_try_deadline,
+                self.outbound.send(request, req.max_response_bytes),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(Failure {
+                    reason: Reason::Timeout,
+                    transient: per_try_deadline < deadline,
+                    message: "the attempt timed out".into(),
+                }),
+            };
+            let label = match &result {
+                Ok(r) => format!("{}xx", r.status / 100),
+                Err(f) => f.reason.as_str().to_string(),
+            };
+            tracing::debug!(attempt = n, result = %label, took_ms = started.elapsed().as_millis() as u64, "upstream attempt");
+            self.metrics.attempt(&action.name, label, started.elapsed());
+
+            let delay = match &result {
+                Ok(r) if r.status == 401 && !reauthorized => {
+                    if let Some((key, t)) = token {
+                        reauthorized = true;
+                        self.tokens.reject(key, &t).await;
+                        n -= 1;
+                        continue;
+                    }
+                    return result;
+                }
+                Ok(r) if RETRY_STATUSES.contains(&r.status) => r
+                    .retry_after
+                    .unwrap_or_else(|| backoff(req.retry.backoff_ms, n)),
+                Ok(_) => return result,
+                Err(f) if f.transient => backoff(req.retry.backoff_ms, n),
+                Err(_) => return result,
+            };
+            if n >= max_attempts {
+                return result;
+            }
+            if Instant::now() + delay + MIN_ATTEMPT_TIME > deadline {
+                tracing::debug!(
+                    delay_ms = delay.as_millis() as u64,
+                    "no time left for a retry"
+                );
+                return result;
+            }
+            self.metrics.retry(&action.name);
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// Capped exponential backoff with jitter for retry `n` (1-based): uniformly between half and
+/// all of `base * 2^(n-1)`, at most [`MAX_BACKOFF`].
+fn backoff(base_ms: u64, n: u32) -> Duration {
+    let exp = base_ms.saturating_mul(1u64 << (n.saturating_sub(1)).min(20));
+    let full = Duration::from_millis(exp).min(MAX_BACKOFF);
+    let half = full / 2;
+    half + full.mul_f64(fastrand::f64() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        for n in 1..10 {
+            let d = backoff(100, n);
+            let full = Duration::from_millis(100 << (n - 1)).min(MAX_BACKOFF);
+            assert!(d >= full / 2 && d <= full, "{n}: {d:?}");
+        }
+        assert_eq!(backoff(0, 3), Duration::ZERO);
+    }
+}

@@ -1,0 +1,58 @@
+//! Input validation: the body must be a JSON object, every declared input is checked against its
+//! type and format (the compiler's [`Ty::check`](mca_compiler::ir::Ty::check), so compiler and
+//! runtime agree), defaults fill omitted inputs. Undeclared members are ignored.
+
+use mca_compiler::ir::{Action, Reason};
+use serde_json::{Map, Value};
+
+use crate::response::ErrorBody;
+
+/// Validates the caller's inputs; the result has exactly the declared inputs, with defaults
+/// applied and omitted optional inputs set to null.
+pub(crate) fn validate(action: &Action, body: Value) -> Result<Map<String, Value>, ErrorBody> {
+    let Value::Object(given) = body else {
+        return Err(ErrorBody::new(
+            400,
+            "invalid_body",
+            format!(
+                "the body must be a JSON object of the inputs of `{}`, found {}",
+                action.name,
+                mca_compiler::ir::describe_value(&body)
+            ),
+        ));
+    };
+    let mut inputs = Map::new();
+    for input in &action.inputs {
+        let value = match given.get(&input.name) {
+            None | Some(Value::Null) if input.default.is_some() => {
+                input.default.clone().unwrap_or(Value::Null)
+            }
+            None if input.ty.is_optional() => Value::Null,
+            None => {
+                return Err(invalid(
+                    &input.name,
+                    format!(
+                        "input `{}` is required ({})",
+                        input.name,
+                        input.ty.display()
+                    ),
+                ))
+            }
+            Some(v) => v.clone(),
+        };
+        if let Err(mismatch) = input.ty.check(&value) {
+            return Err(invalid(
+                &input.name,
+                format!("input `{}`: {mismatch}", input.name),
+            ));
+        }
+        inputs.insert(input.name.clone(), value);
+    }
+    Ok(inputs)
+}
+
+fn invalid(field: &str, message: String) -> ErrorBody {
+    let mut e = ErrorBody::new(422, Reason::InvalidInput.as_str(), message).with_field(field);
+    e.reason = Some(Reason::InvalidInput);
+    e
+}

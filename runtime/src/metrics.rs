@@ -1,0 +1,155 @@
+//! Prometheus metrics (OpenMetrics text, which Prometheus scrapes natively).
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `mca_action_calls_total` | `action`, `outcome` | executions by outcome: `ok`, `on_status`, `fallback`, `stale`, `invalid_input`, `error` |
+//! | `mca_action_duration_seconds` | `action` | histogram of the time to answer |
+//! | `mca_upstream_duration_seconds` | `action` | histogram of one upstream attempt |
+//! | `mca_upstream_attempts_total` | `action`, `result` | upstream attempts by result: status class (`2xx`...) or failure reason |
+//! | `mca_upstream_retries_total` | `action` | retries started |
+//! | `mca_cache_hits_total` / `mca_cache_misses_total` | `action` | cache lookups |
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    action: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    action: String,
+    result: String,
+}
+
+type HistogramFamily = Family<ActionLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
+}
+
+pub(crate) struct Metrics {
+    registry: Registry,
+    calls: Family<OutcomeLabels, Counter>,
+    duration: HistogramFamily,
+    upstream_duration: HistogramFamily,
+    attempts: Family<ResultLabels, Counter>,
+    retries: Family<ActionLabel, Counter>,
+    cache_hits: Family<ActionLabel, Counter>,
+    cache_misses: Family<ActionLabel, Counter>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("mca");
+        let calls = Family::<OutcomeLabels, Counter>::default();
+        let duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
+        let upstream_duration =
+            HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
+        let attempts = Family::<ResultLabels, Counter>::default();
+        let retries = Family::<ActionLabel, Counter>::default();
+        let cache_hits = Family::<ActionLabel, Counter>::default();
+        let cache_misses = Family::<ActionLabel, Counter>::default();
+        registry.register(
+            "action_calls",
+            "Action executions by outcome",
+            calls.clone(),
+        );
+        registry.register(
+            "action_duration_seconds",
+            "Time to answer an action",
+            duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Duration of one upstream attempt",
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "upstream_attempts",
+            "Upstream attempts by result",
+            attempts.clone(),
+        );
+        registry.register("upstream_retries", "Upstream retries", retries.clone());
+        registry.register("cache_hits", "Cache hits", cache_hits.clone());
+        registry.register("cache_misses", "Cache misses", cache_misses.clone());
+        Metrics {
+            registry,
+            calls,
+            duration,
+            upstream_duration,
+            attempts,
+            retries,
+            cache_hits,
+            cache_misses,
+        }
+    }
+
+    fn label(action: &str) -> ActionLabel {
+        ActionLabel {
+            action: action.to_string(),
+        }
+    }
+
+    pub(crate) fn call(&self, action: &str, outcome: &'static str, took: Duration) {
+        self.calls
+            .get_or_create(&OutcomeLabels {
+                action: action.to_string(),
+                outcome,
+            })
+            .inc();
+        self.duration
+            .get_or_create(&Self::label(action))
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn attempt(&self, action: &str, result: String, took: Duration) {
+        self.attempts
+            .get_or_create(&ResultLabels {
+                action: action.to_string(),
+                result,
+            })
+            .inc();
+        self.upstream_duration
+            .get_or_create(&Self::label(action))
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn retry(&self, action: &str) {
+        self.retries.get_or_create(&Self::label(action)).inc();
+    }
+
+    pub(crate) fn cache(&self, action: &str, hit: bool) {
+        let family = if hit {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        };
+        family.get_or_create(&Self::label(action)).inc();
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Content type of [`Metrics::encode`].
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

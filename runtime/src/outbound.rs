@@ -1,0 +1,451 @@
+//! Outbound HTTP: one pooled reqwest client with the SSRF guard, routes, and response reading.
+//!
+//! The guard (unless `allow_private`):
+//! - plain `http://` is refused;
+//! - an IP-literal host is checked before any connection is made;
+//! - a host name is resolved by [`GuardedResolver`], which checks every address and drops the
+//!   ones that are loopback, private, link-local (cloud metadata at 169.254.169.254 included),
+//!   unique-local, unspecified, multicast, reserved, or IPv4-mapped/-compatible/NAT64/6to4
+//!   forms of those; a name with no address left is refused. The connection is then made to
+//!   exactly the checked addresses, so DNS rebinding cannot slip past.
+//!
+//! Proxies from the environment are ignored (a proxy would resolve names itself), redirects are
+//! never followed (a 3xx is an upstream status like any other), certificates are validated.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mca_compiler::ir::Reason;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::Url;
+
+use crate::config::Config;
+
+/// The SSRF guard refused an address.
+#[derive(Debug)]
+pub(crate) struct Blocked(pub String);
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Blocked {}
+
+/// Is this address off limits for upstream requests without `allow_private`?
+pub fn is_blocked(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => v4_blocked(a),
+        IpAddr::V6(a) => v6_blocked(a),
+    }
+}
+
+fn v4_blocked(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    a.is_private()
+        || a.is_loopback()
+        || a.is_link_local()
+        || a.is_unspecified()
+        || a.is_broadcast()
+        || a.is_multicast()
+        || a.is_documentation()
+        || o[0] == 0 // "this network"
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // shared address space (CGNAT)
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking
+        || o[0] >= 240 // reserved
+}
+
+fn v6_blocked(a: Ipv6Addr) -> bool {
+    if let Some(v4) = a.to_ipv4_mapped() {
+        return v4_blocked(v4);
+    }
+    let s = a.segments();
+    let embedded_v4 =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    a.is_loopback()
+        || a.is_unspecified()
+        || a.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local (fd00:ec2::254 metadata included)
+        || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[..6] == [0; 6] && v4_blocked(embedded_v4(s[6], s[7]))) // IPv4-compatible
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4] && v4_blocked(embedded_v4(s[6], s[7]))) // NAT64
+        || (s[0] == 0x2002 && v4_blocked(embedded_v4(s[1], s[2]))) // 6to4
+}
+
+/// Resolves host names and drops every address the guard refuses.
+#[derive(Debug, Clone)]
+pub(crate) struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_string();
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if allow_private {
+                return Ok(Box::new(addrs.into_iter()) as Addrs);
+            }
+            let allowed: Vec<SocketAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| !is_blocked(a.ip()))
+                .collect();
+            if allowed.is_empty() && !addrs.is_empty() {
+                return Err(Box::new(Blocked(format!(
+                    "{host} resolves to a private or loopback address ({}); refused without --allow-private",
+                    addrs[0].ip()
+                ))) as _);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The outbound side: one client, the policy, the routes.
+pub(crate) struct Outbound {
+    pub client: reqwest::Client,
+    allow_private: bool,
+    routes: HashMap<String, SocketAddr>,
+}
+
+/// An attempt's failure before a usable response.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub reason: Reason,
+    /// Worth retrying (connection errors, resets, per-try timeouts).
+    pub transient: bool,
+    pub message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            transient: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// A response whose headers arrived.
+pub(crate) struct Received {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// Read (up to the limit) only for 2xx responses.
+    pub body: Option<Bytes>,
+}
+
+impl Outbound {
+    pub(crate) fn new(config: &Config) -> Result<Outbound, String> {
+        // reqwest is built without a default crypto provider (no cmake/nasm needed): use ring.
+        // Installing fails harmlessly when the process already has a default provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_private: config.allow_private,
+            }))
+            .user_agent(concat!("mca/", env!("CARGO_PKG_VERSION")))
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| error_text(&e))?;
+        Ok(Outbound {
+            client,
+            allow_private: config.allow_private,
+            routes: config
+                .routes
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), *v))
+                .collect(),
+        })
+    }
+
+    /// Applies routes and the scheme/IP-literal policy to a URL. Returns the URL to send to and,
+    /// for a routed request, the `Host` header that names the original host.
+    pub(crate) fn place(&self, url: &str) -> Result<(Url, Option<String>), Failure> {
+        let mut url = Url::parse(url).map_err(|e| {
+            Failure::new(
+                Reason::InvalidRequest,
+                format!("the request URL is not valid: {e}"),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Failure::new(
+                Reason::InvalidRequest,
+                "the request URL must be http or https",
+            ));
+        }
+        let Some(host) = url.host_str().map(str::to_string) else {
+            return Err(Failure::new(
+                Reason::InvalidRequest,
+                "the request URL has no host",
+            ));
+        };
+        let port = url.port_or_known_default().unwrap_or(0);
+        let route = self
+            .routes
+            .get(&format!("{host}:{port}"))
+            .or_else(|| self.routes.get(&host))
+            .or_else(|| self.routes.get("*"));
+        if let Some(to) = route {
+            let host_header = match url.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.clone(),
+            };
+            let fail = |_| Failure::new(Reason::InvalidRequest, "cannot route the request URL");
+            url.set_scheme("http").map_err(fail)?;
+            url.set_ip_host(to.ip()).map_err(fail)?;
+            url.set_port(Some(to.port())).map_err(fail)?;
+            return Ok((url, Some(host_header)));
+        }
+        if !self.allow_private {
+            if url.scheme() == "http" {
+                return Err(Failure::new(
+                    Reason::Blocked,
+                    format!("plain http to {host} is refused without --allow-private"),
+                ));
+            }
+            let literal = match url.host() {
+                Some(url::Host::Ipv4(a)) => Some(IpAddr::V4(a)),
+                Some(url::Host::Ipv6(a)) => Some(IpAddr::V6(a)),
+                _ => None,
+            };
+            if let Some(ip) = literal.filter(|ip| is_blocked(*ip)) {
+                return Err(Failure::new(
+                    Reason::Blocked,
+                    format!(
+                        "{ip} is a private or loopback address; refused without --allow-private"
+                    ),
+                ));
+            }
+        }
+        Ok((url, None))
+    }
+
+    /// Sends one request and reads the response: the whole body (capped) for 2xx, only the
+    /// status and `Retry-After` otherwise.
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::Request,
+        max_body: u64,
+    ) -> Result<Received, Failure> {
+        let mut response = self.client.execute(request).await.map_err(classify)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        if !(200..300).contains(&status) {
+            return Ok(Received {
+                status,
+                retry_after,
+                body: None,
+            });
+        }
+        if response.content_length().is_some_and(|n| n > max_body) {
+            return Err(Failure::new(
+                Reason::TooLarge,
+                format!("the response is larger than {max_body} bytes"),
+            ));
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if (body.len() + chunk.len()) as u64 > max_body {
+                return Err(Failure::new(
+                    Reason::TooLarge,
+                    format!("the response is larger than {max_body} bytes"),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Received {
+            status,
+            retry_after,
+            body: Some(body.freeze()),
+        })
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// An error's text with its causes, never with the URL (which may carry a query secret).
+pub(crate) fn error_text(e: &reqwest::Error) -> String {
+    let mut text = match e.url() {
+        Some(_) => {
+            // `without_url` needs ownership; rebuild the text from the kind instead.
+            let mut s = String::new();
+            if e.is_timeout() {
+                s.push_str("timed out");
+            } else if e.is_connect() {
+                s.push_str("cannot connect");
+            } else if e.is_body() || e.is_decode() {
+                s.push_str("error reading the response body");
+            } else if e.is_redirect() {
+                s.push_str("redirect");
+            } else {
+                s.push_str("error sending the request");
+            }
+            s
+        }
+        None => e.to_string(),
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// Maps a transport error to a reason. Everything before a complete response counts as a
+/// connection error (refused, reset, closed early) and is transient.
+fn classify(e: reqwest::Error) -> Failure {
+    if let Some(b) = find_source::<Blocked>(&e) {
+        return Failure::new(Reason::Blocked, b.0.clone());
+    }
+    let message = error_text(&e);
+    let reason = if e.is_timeout() {
+        Reason::Timeout
+    } else if e.is_builder() {
+        Reason::InvalidRequest
+    } else {
+        Reason::Connect
+    };
+    Failure {
+        reason,
+        transient: reason != Reason::InvalidRequest,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_refuses_internal_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(is_blocked(ip), "{ip} should be blocked");
+        }
+        for ip in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(!is_blocked(ip), "{ip} should be allowed");
+        }
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    fn outbound(allow_private: bool, routes: &[(&str, &str)]) -> Outbound {
+        let mut config = Config {
+            allow_private,
+            ..Config::default()
+        };
+        for (k, v) in routes {
+            config = config.route(*k, v.parse().unwrap());
+        }
+        Outbound::new(&config).unwrap()
+    }
+
+    #[test]
+    fn plain_http_and_literal_loopback_are_refused() {
+        let o = outbound(false, &[]);
+        assert_eq!(
+            o.place("http://example.com/x").unwrap_err().reason,
+            Reason::Blocked
+        );
+        assert_eq!(
+            o.place("https://127.0.0.1:8443/x").unwrap_err().reason,
+            Reason::Blocked
+        );
+        assert_eq!(
+            o.place("https://[::ffff:7f00:1]/x").unwrap_err().reason,
+            Reason::Blocked
+        );
+        assert!(o.place("https://example.com/x").is_ok());
+        let open = outbound(true, &[]);
+        assert!(open.place("http://127.0.0.1:1/x").is_ok());
+    }
+
+    #[test]
+    fn routes_rewrite_the_url_and_keep_the_host() {
+        let o = outbound(false, &[("shop.example.com", "127.0.0.1:4000")]);
+        let (url, host) = o
+            .place("https://shop.example.com/api/orders/1?x=%2B")
+            .unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:4000/api/orders/1?x=%2B");
+        assert_eq!(host.as_deref(), Some("shop.example.com"));
+        let all = outbound(false, &[("*", "127.0.0.1:4001")]);
+        let (url, host) = all.place("https://api.example.com:8443/v1").unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:4001/v1");
+        assert_eq!(host.as_deref(), Some("api.example.com:8443"));
+    }
+}

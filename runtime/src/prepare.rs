@@ -1,0 +1,299 @@
+//! Start-up: everything that can be checked once is checked here, and every problem is reported
+//! at once ([`StartupError`]) instead of failing on the first call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use http::HeaderName;
+use jsonpath_rust::parser::model::JpQuery;
+use jsonpath_rust::parser::parse_json_path;
+use mca_compiler::ir::{self, Action, Auth, MappingKind, Namespace, Ty, UrlPart};
+use serde_json::Value;
+
+use crate::config::Config;
+
+/// One thing that keeps the runtime from starting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupProblem {
+    /// The IR was written for another layout.
+    IrVersion { found: u32, expected: u32 },
+    /// Two actions share a name.
+    DuplicateAction { name: String },
+    /// An `env.NAME` or `secret.NAME` variable is not set (or empty).
+    MissingVariable {
+        name: String,
+        secret: bool,
+        actions: Vec<String>,
+    },
+    /// An output's JSONPath does not parse.
+    InvalidJsonPath {
+        action: String,
+        output: String,
+        message: String,
+    },
+    /// The request URL does not form an absolute http(s) URL with the configured variables.
+    InvalidUrl { action: String, message: String },
+    /// A header name (or header-auth name) is not a valid HTTP header name.
+    InvalidHeaderName { action: String, name: String },
+    /// The outbound HTTP client could not be built.
+    Client { message: String },
+}
+
+impl fmt::Display for StartupProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartupProblem::IrVersion { found, expected } => write!(
+                f,
+                "the IR has version {found}, this runtime reads version {expected}; rebuild it with the matching compiler"
+            ),
+            StartupProblem::DuplicateAction { name } => {
+                write!(f, "two actions are named `{name}`")
+            }
+            StartupProblem::MissingVariable {
+                name,
+                secret,
+                actions,
+            } => write!(
+                f,
+                "environment variable {name} ({}) is not set; needed by {}",
+                if *secret { "secret" } else { "env" },
+                actions.join(", ")
+            ),
+            StartupProblem::InvalidJsonPath {
+                action,
+                output,
+                message,
+            } => write!(
+                f,
+                "action {action}: the path of output `{output}` does not parse: {message}"
+            ),
+            StartupProblem::InvalidUrl { action, message } => {
+                write!(f, "action {action}: {message}")
+            }
+            StartupProblem::InvalidHeaderName { action, name } => {
+                write!(f, "action {action}: `{name}` is not a valid header name")
+            }
+            StartupProblem::Client { message } => {
+                write!(f, "cannot build the HTTP client: {message}")
+            }
+        }
+    }
+}
+
+/// Every problem found at start-up. `Display` lists them one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartupError {
+    pub problems: Vec<StartupProblem>,
+}
+
+impl StartupError {
+    /// The variables that are missing, each with the actions that need it.
+    pub fn missing_variables(&self) -> Vec<(&str, &[String])> {
+        self.problems
+            .iter()
+            .filter_map(|p| match p {
+                StartupProblem::MissingVariable { name, actions, .. } => {
+                    Some((name.as_str(), actions.as_slice()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for StartupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "cannot start: {n} problem{}",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+/// An output with its JSONPath parsed.
+pub(crate) struct PreparedOutput {
+    pub name: String,
+    pub ty: Ty,
+    pub kind: MappingKind,
+    pub query: JpQuery,
+    pub singular: bool,
+    pub default: Option<Value>,
+}
+
+/// An action ready to execute.
+pub(crate) struct Prepared {
+    pub action: Action,
+    /// `env.NAME` values.
+    pub env: HashMap<String, String>,
+    /// `secret.NAME` values.
+    pub secrets: HashMap<String, String>,
+    pub outputs: Vec<PreparedOutput>,
+    /// `request.headers` names, parsed (same order as the IR).
+    pub header_names: Vec<HeaderName>,
+    /// The name of an `auth header` header, parsed.
+    pub auth_header_name: Option<HeaderName>,
+}
+
+/// Prepares every action; on any problem, returns them all.
+pub(crate) fn prepare(
+    project: ir::Project,
+    config: &Config,
+) -> Result<Vec<Prepared>, StartupError> {
+    let mut problems = Vec::new();
+    if project.ir_version != ir::IR_VERSION {
+        return Err(StartupError {
+            problems: vec![StartupProblem::IrVersion {
+                found: project.ir_version,
+                expected: ir::IR_VERSION,
+            }],
+        });
+    }
+
+    // Variables: one problem per missing variable, naming every action that needs it.
+    let mut missing: BTreeMap<(String, bool), Vec<String>> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut prepared = Vec::new();
+    for action in project.actions {
+        if !seen.insert(action.name.clone()) {
+            problems.push(StartupProblem::DuplicateAction {
+                name: action.name.clone(),
+            });
+            continue;
+        }
+        let mut env = HashMap::new();
+        let mut secrets = HashMap::new();
+        for (names, secret, into) in [
+            (&action.env, false, &mut env),
+            (&action.secrets, true, &mut secrets),
+        ] {
+            for name in names {
+                match config.var(name) {
+                    Some(v) if !v.is_empty() => {
+                        into.insert(name.clone(), v);
+                    }
+                    _ => missing
+                        .entry((name.clone(), secret))
+                        .or_default()
+                        .push(action.name.clone()),
+                }
+            }
+        }
+
+        let mut outputs = Vec::new();
+        for o in &action.outputs {
+            match parse_json_path(&o.mapping.path) {
+                Ok(query) => outputs.push(PreparedOutput {
+                    name: o.name.clone(),
+                    ty: o.ty.clone(),
+                    kind: o.mapping.kind,
+                    query,
+                    singular: o.mapping.singular,
+                    default: o.mapping.default.clone(),
+                }),
+                Err(e) => problems.push(StartupProblem::InvalidJsonPath {
+                    action: action.name.clone(),
+                    output: o.name.clone(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+
+        let mut header_names = Vec::new();
+        for h in &action.request.headers {
+            match HeaderName::from_bytes(h.name.as_bytes()) {
+                Ok(n) => header_names.push(n),
+                Err(_) => problems.push(StartupProblem::InvalidHeaderName {
+                    action: action.name.clone(),
+                    name: h.name.clone(),
+                }),
+            }
+        }
+        let auth_header_name = match &action.request.auth {
+            Some(Auth::Header { name, .. }) => match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    problems.push(StartupProblem::InvalidHeaderName {
+                        action: action.name.clone(),
+                        name: name.clone(),
+                    });
+                    None
+                }
+            },
+            _ => None,
+        };
+
+        let all_vars_present = action.env.iter().all(|n| env.contains_key(n));
+        if all_vars_present {
+            if let Err(message) = check_url(&action, &env) {
+                problems.push(StartupProblem::InvalidUrl {
+                    action: action.name.clone(),
+                    message,
+                });
+            }
+        }
+
+        prepared.push(Prepared {
+            action,
+            env,
+            secrets,
+            outputs,
+            header_names,
+            auth_header_name,
+        });
+    }
+    for ((name, secret), actions) in missing {
+        problems.push(StartupProblem::MissingVariable {
+            name,
+            secret,
+            actions,
+        });
+    }
+    if problems.is_empty() {
+        Ok(prepared)
+    } else {
+        Err(StartupError { problems })
+    }
+}
+
+/// Renders the URL with the real origin and a placeholder for every per-call value, and checks
+/// that it is an absolute http(s) URL with a host. Catches `CRM_BASE_URL=crm.example.com`.
+fn check_url(action: &Action, env: &HashMap<String, String>) -> Result<(), String> {
+    let mut url = String::new();
+    for part in &action.request.url.parts {
+        match part {
+            UrlPart::Text(t) => url.push_str(t),
+            UrlPart::Ref { r#ref, at } => match (r#ref.ns, at) {
+                (Namespace::Env, ir::UrlContext::Origin) => {
+                    let v = env.get(&r#ref.name).map(String::as_str).unwrap_or("");
+                    url.push_str(v.trim_end_matches('/'));
+                }
+                _ => url.push('x'),
+            },
+        }
+    }
+    let describe = || {
+        let vars: Vec<String> = action.env.iter().map(|n| format!("env.{n}")).collect();
+        if vars.is_empty() {
+            String::new()
+        } else {
+            format!(" (check {})", vars.join(", "))
+        }
+    };
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| format!("the request URL is not an absolute URL: {e}{}", describe()))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "the request URL must start with http:// or https:// and name a host{}",
+            describe()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! Keeps secret values out of logs and error messages.
+//!
+//! Every message that may carry text from outside (an upstream error, a URL) passes through
+//! [`Redactor::redact`] before it is logged or stored in an answer's diagnostics. Secret values
+//! are also never put into URLs that are logged: only origins and paths are.
+
+use std::sync::Arc;
+
+/// Replaces every known secret value in a text with `[redacted]`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Redactor {
+    secrets: Arc<Vec<String>>,
+}
+
+const MASK: &str = "[redacted]";
+
+impl Redactor {
+    pub(crate) fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Redactor {
+            secrets: Arc::new(secrets),
+        }
+    }
+
+    pub(crate) fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in self.secrets.iter() {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_every_occurrence_longest_first() {
+        let r = Redactor::new(["abc".to_string(), "abcdef".to_string(), String::new()]);
+        assert_eq!(r.redact("x abcdef y abc"), "x [redacted] y [redacted]");
+        assert_eq!(r.redact("nothing"), "nothing");
+    }
+}

@@ -1,0 +1,380 @@
+//! Rendering templates, each with the encoding of the place it lands in.
+//!
+//! - URL origin (`{env.BASE}` before the path): inserted verbatim, trailing `/` trimmed.
+//! - URL path segment: percent-encoded so that the value stays one segment: `/`, `?`, `#`, `%`
+//!   and everything outside RFC 3986 `pchar` is encoded (`100/234?x=1` becomes
+//!   `100%2F234%3Fx=1`). A segment that would be empty, `.` or `..` is refused.
+//! - URL query (in the URL template, and `query` parameters): everything except RFC 3986
+//!   unreserved characters is encoded (`+4930` becomes `%2B4930`).
+//! - Header values: a value containing CR, LF or another control character is refused.
+//! - JSON bodies: built as JSON values; a single reference keeps its JSON type.
+//!
+//! Values as text: strings as they are, numbers and booleans in JSON notation, lists joined
+//! with `, ` (`,` in URLs), null as nothing. A query parameter, header or form field whose value
+//! is null is left out; a list in a query parameter repeats the parameter.
+
+use std::collections::HashMap;
+
+use mca_compiler::ir::{Expr, JsonTemplate, Namespace, Part, Ref, Template, UrlContext, UrlPart};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
+use serde_json::{Map, Value};
+
+use crate::response::CallContext;
+
+/// RFC 3986 unreserved characters stay; everything else is encoded.
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Everything outside RFC 3986 `pchar` (unreserved, sub-delims, `:`, `@`), plus `%`.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Everything a reference can read during one execution.
+pub(crate) struct Scope<'a> {
+    pub inputs: &'a Map<String, Value>,
+    pub call: &'a CallContext,
+    pub env: &'a HashMap<String, String>,
+    pub secrets: &'a HashMap<String, String>,
+    pub outputs: Option<&'a Map<String, Value>>,
+}
+
+impl Scope<'_> {
+    pub(crate) fn value(&self, r: &Ref) -> Value {
+        let text = |s: Option<&String>| s.map(|s| Value::String(s.clone())).unwrap_or(Value::Null);
+        match r.ns {
+            Namespace::Input => self.inputs.get(&r.name).cloned().unwrap_or(Value::Null),
+            Namespace::Env => text(self.env.get(&r.name)),
+            Namespace::Secret => text(self.secrets.get(&r.name)),
+            Namespace::Call => match r.name.as_str() {
+                "id" => text(self.call.id.as_ref()),
+                "from" => text(self.call.from.as_ref()),
+                _ => Value::Null,
+            },
+            Namespace::Output => self
+                .outputs
+                .and_then(|o| o.get(&r.name))
+                .cloned()
+                .unwrap_or(Value::Null),
+        }
+    }
+
+    /// Renders a template; `None` if any reference is null.
+    pub(crate) fn template_strict(&self, t: &Template) -> Option<String> {
+        let mut out = String::new();
+        for part in &t.parts {
+            match part {
+                Part::Text(s) => out.push_str(s),
+                Part::Ref(r) => out.push_str(&text(&self.value(r), ", ")?),
+            }
+        }
+        Some(out)
+    }
+
+    /// Renders a template; null references render as nothing.
+    pub(crate) fn template(&self, t: &Template) -> String {
+        let mut out = String::new();
+        for part in &t.parts {
+            match part {
+                Part::Text(s) => out.push_str(s),
+                Part::Ref(r) => out.push_str(&text(&self.value(r), ", ").unwrap_or_default()),
+            }
+        }
+        out
+    }
+
+    /// The JSON value of an expression (templates become strings).
+    pub(crate) fn expr(&self, e: &Expr) -> Value {
+        match e {
+            Expr::Literal(v) => v.clone(),
+            Expr::Ref(r) => self.value(r),
+            Expr::Template(t) => Value::String(self.template(t)),
+        }
+    }
+
+    /// Like [`Scope::expr`], but `None` when any reference is null.
+    pub(crate) fn expr_strict(&self, e: &Expr) -> Option<Value> {
+        match e {
+            Expr::Literal(v) => Some(v.clone()),
+            Expr::Ref(r) => Some(self.value(r)).filter(|v| !v.is_null()),
+            Expr::Template(t) => self.template_strict(t).map(Value::String),
+        }
+    }
+
+    pub(crate) fn json(&self, t: &JsonTemplate) -> Value {
+        match t {
+            JsonTemplate::Literal(v) => v.clone(),
+            JsonTemplate::Ref(r) => self.value(r),
+            JsonTemplate::Template(t) => Value::String(self.template(t)),
+            JsonTemplate::Array(items) => {
+                Value::Array(items.iter().map(|i| self.json(i)).collect())
+            }
+            JsonTemplate::Object(members) => Value::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.clone(), self.json(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Whether an expression reads a secret (its header is then marked sensitive).
+pub(crate) fn reads_secret(e: &Expr) -> bool {
+    e.refs().iter().any(|r| r.ns == Namespace::Secret)
+}
+
+/// A value as text; `None` for null.
+pub(crate) fn text(v: &Value, list_sep: &str) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|i| text(i, list_sep))
+                .collect::<Vec<_>>()
+                .join(list_sep),
+        ),
+        Value::Object(_) => Some(v.to_string()),
+    }
+}
+
+/// Query-encodes a value (RFC 3986 unreserved characters stay).
+pub(crate) fn query_encode(s: &str) -> String {
+    utf8_percent_encode(s, QUERY).to_string()
+}
+
+/// Why a value could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PlaceError(pub String);
+
+/// Renders the URL template and appends the query parameters (`extra_query` are already
+/// rendered, unencoded name/value pairs). Returns the URL text.
+pub(crate) fn url(
+    scope: &Scope<'_>,
+    parts: &[UrlPart],
+    extra_query: &[(String, String)],
+) -> Result<String, PlaceError> {
+    let mut out = String::new();
+    // Byte ranges of `out` that came from path references, to check their segments.
+    let mut path_refs: Vec<(usize, usize)> = Vec::new();
+    for part in parts {
+        match part {
+            UrlPart::Text(t) => out.push_str(t),
+            UrlPart::Ref { r#ref, at } => {
+                let v = scope.value(r#ref);
+                match at {
+                    UrlContext::Origin => {
+                        let s = text(&v, ",").unwrap_or_default();
+                        out.push_str(s.trim_end_matches('/'));
+                    }
+                    UrlContext::Path => {
+                        let s = text(&v, ",").unwrap_or_default();
+                        let start = out.len();
+                        out.extend(utf8_percent_encode(&s, PATH_SEGMENT));
+                        path_refs.push((start, out.len()));
+                    }
+                    UrlContext::Query => {
+                        let s = text(&v, ",").unwrap_or_default();
+                        out.push_str(&query_encode(&s));
+                    }
+                    UrlContext::Fragment => {
+                        let s = text(&v, ",").unwrap_or_default();
+                        out.extend(utf8_percent_encode(&s, PATH_SEGMENT));
+                    }
+                }
+            }
+        }
+    }
+    for &(start, end) in &path_refs {
+        let seg_start = out[..start].rfind('/').map(|i| i + 1).unwrap_or(0);
+        let seg_end = out[end..]
+            .find(['/', '?', '#'])
+            .map(|i| end + i)
+            .unwrap_or(out.len());
+        let segment = &out[seg_start..seg_end];
+        let lowered = segment.to_ascii_lowercase().replace("%2e", ".");
+        if segment.is_empty() {
+            return Err(PlaceError(
+                "a path segment of the URL would be empty".into(),
+            ));
+        }
+        if lowered == "." || lowered == ".." {
+            return Err(PlaceError(
+                "a path segment of the URL would be `.` or `..`".into(),
+            ));
+        }
+    }
+    if !extra_query.is_empty() {
+        let (base, fragment) = match out.find('#') {
+            Some(i) => (out[..i].to_string(), out[i..].to_string()),
+            None => (out.clone(), String::new()),
+        };
+        let mut s = base;
+        let mut sep = if s.contains('?') {
+            if s.ends_with('?') || s.ends_with('&') {
+                ""
+            } else {
+                "&"
+            }
+        } else {
+            "?"
+        };
+        for (name, value) in extra_query {
+            s.push_str(sep);
+            s.push_str(&query_encode(name));
+            s.push('=');
+            s.push_str(&query_encode(value));
+            sep = "&";
+        }
+        s.push_str(&fragment);
+        out = s;
+    }
+    Ok(out)
+}
+
+/// Renders one query or form parameter: null leaves it out, a list repeats it.
+pub(crate) fn param_values(v: &Value) -> Vec<String> {
+    match v {
+        Value::Null => Vec::new(),
+        Value::Array(items) => items.iter().filter_map(|i| text(i, ",")).collect(),
+        other => text(other, ",").into_iter().collect(),
+    }
+}
+
+/// Checks a rendered header value: no CR, LF or other control characters (tab is allowed).
+pub(crate) fn header_value(s: &str) -> Result<http::HeaderValue, PlaceError> {
+    if s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(PlaceError(
+            "a header value would contain a line break or control character".into(),
+        ));
+    }
+    http::HeaderValue::from_str(s)
+        .map_err(|_| PlaceError("a header value is not valid in HTTP".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mca_compiler::ir::Ref;
+    use serde_json::json;
+
+    fn with_scope<R>(inputs: Value, f: impl FnOnce(&Scope<'_>) -> R) -> R {
+        let inputs = inputs.as_object().cloned().unwrap_or_default();
+        let call = CallContext::default();
+        let env = HashMap::from([("BASE".to_string(), "https://api.example.com/".to_string())]);
+        let secrets = HashMap::new();
+        let scope = Scope {
+            inputs: &inputs,
+            call: &call,
+            env: &env,
+            secrets: &secrets,
+            outputs: None,
+        };
+        f(&scope)
+    }
+
+    fn r(ns: Namespace, name: &str) -> Ref {
+        Ref {
+            ns,
+            name: name.into(),
+        }
+    }
+
+    fn order_url() -> Vec<UrlPart> {
+        vec![
+            UrlPart::Ref {
+                r#ref: r(Namespace::Env, "BASE"),
+                at: UrlContext::Origin,
+            },
+            UrlPart::Text("/api/orders/".into()),
+            UrlPart::Ref {
+                r#ref: r(Namespace::Input, "n"),
+                at: UrlContext::Path,
+            },
+        ]
+    }
+
+    #[test]
+    fn path_segment_is_encoded_and_never_splits() {
+        let u = with_scope(json!({"n": "100/234?x=1"}), |s| url(s, &order_url(), &[]));
+        assert_eq!(
+            u.unwrap(),
+            "https://api.example.com/api/orders/100%2F234%3Fx=1"
+        );
+    }
+
+    #[test]
+    fn dot_segments_and_empty_segments_are_refused() {
+        for bad in ["..", ".", ""] {
+            let u = with_scope(json!({ "n": bad }), |s| url(s, &order_url(), &[]));
+            assert!(u.is_err(), "{bad:?} was placed: {u:?}");
+        }
+        let ok = with_scope(json!({"n": "a..b"}), |s| url(s, &order_url(), &[]));
+        assert_eq!(ok.unwrap(), "https://api.example.com/api/orders/a..b");
+        // An encoded dot stays literal text: its `%` is encoded.
+        let ok = with_scope(json!({"n": "%2e%2E"}), |s| url(s, &order_url(), &[]));
+        assert_eq!(ok.unwrap(), "https://api.example.com/api/orders/%252e%252E");
+    }
+
+    #[test]
+    fn query_parameters_are_query_encoded() {
+        let u = with_scope(json!({"n": "1"}), |s| {
+            url(s, &order_url(), &[("phone".into(), "+49 30&x=1".into())])
+        });
+        assert_eq!(
+            u.unwrap(),
+            "https://api.example.com/api/orders/1?phone=%2B49%2030%26x%3D1"
+        );
+    }
+
+    #[test]
+    fn header_values_with_line_breaks_are_refused() {
+        assert!(header_value("ok value").is_ok());
+        assert!(header_value("a\r\nX-Evil: 1").is_err());
+        assert!(header_value("a\nb").is_err());
+    }
+
+    #[test]
+    fn strict_templates_give_nothing_when_a_value_is_null() {
+        let t = Template {
+            parts: vec![
+                Part::Text("Found ".into()),
+                Part::Ref(r(Namespace::Input, "name")),
+                Part::Text(".".into()),
+            ],
+        };
+        assert_eq!(
+            with_scope(json!({"name": null}), |s| s.template_strict(&t)),
+            None
+        );
+        assert_eq!(
+            with_scope(json!({"name": "Max"}), |s| s.template_strict(&t)),
+            Some("Found Max.".into())
+        );
+        assert_eq!(
+            with_scope(json!({"name": ["a", "b"]}), |s| s.template(&t)),
+            "Found a, b."
+        );
+    }
+}

@@ -1,0 +1,337 @@
+//! The HTTP server (hyper, HTTP/1.1 with keep-alive).
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /actions/{name}` | the action's answer (`X-Call-Id`, `X-Call-From` fill `call.id`, `call.from`) |
+//! | `GET /actions` | every action with its description and JSON Schemas of inputs and outputs |
+//! | `DELETE /calls/{id}` | `204`: the call's `scope call` cache entries are dropped |
+//! | `GET /healthz` | `200 {"status":"ok"}` |
+//! | `GET /metrics` | Prometheus metrics (OpenMetrics text) |
+//!
+//! With [`Config::token`](crate::Config::token) set, `/actions` and `/calls` require
+//! `Authorization: Bearer TOKEN` (`401` otherwise); `/healthz` and `/metrics` stay open for
+//! probes and scrapers. Listening on a non-loopback address without a token is refused.
+//! Request bodies larger than `max_body_bytes` get `413`; a request not read within
+//! `request_read_timeout` gets `408` (headers: the connection is closed).
+//!
+//! Shutdown: when the `shutdown` future completes, the listener closes, idle keep-alive
+//! connections are closed, and in-flight requests finish (each action answers by its deadline)
+//! within `drain_timeout`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::execute::Runtime;
+use crate::response::{CallContext, ErrorBody};
+
+/// Why the server could not run.
+#[derive(Debug)]
+pub enum ServeError {
+    Io(std::io::Error),
+    /// A non-loopback listen address needs [`Config::token`](crate::Config::token) (`MCA_TOKEN`).
+    TokenRequired {
+        addr: SocketAddr,
+    },
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Io(e) => write!(f, "{e}"),
+            ServeError::TokenRequired { addr } => write!(
+                f,
+                "listening on {addr} (not loopback) requires a caller token: set MCA_TOKEN"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+impl From<std::io::Error> for ServeError {
+    fn from(e: std::io::Error) -> Self {
+        ServeError::Io(e)
+    }
+}
+
+/// A bound, not yet running server (bind first to learn the address of port 0).
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+/// Binds `listen` and serves until `shutdown` completes, then drains.
+pub async fn serve(
+    runtime: Arc<Runtime>,
+    listen: SocketAddr,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    Server::bind(listen).await?.run(runtime, shutdown).await
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Server> {
+        Server::from_listener(TcpListener::bind(addr).await?)
+    }
+
+    pub fn from_listener(listener: TcpListener) -> std::io::Result<Server> {
+        let local_addr = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
+    /// finish (at most `drain_timeout`).
+    pub async fn run(
+        self,
+        runtime: Arc<Runtime>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let config = runtime.config().clone();
+        if !self.local_addr.ip().is_loopback() && config.token.is_none() {
+            return Err(ServeError::TokenRequired {
+                addr: self.local_addr,
+            });
+        }
+        tracing::info!(addr = %self.local_addr, actions = runtime.actions().count(), "serving");
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let rt = runtime.clone();
+                        let service = service_fn(move |req| {
+                            let rt = rt.clone();
+                            async move { Ok::<_, Infallible>(handle(rt, req).await) }
+                        });
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .keep_alive(true)
+                            .header_read_timeout(config.request_read_timeout)
+                            .serve_connection(TokioIo::new(stream), service);
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a moment, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        tracing::info!(
+            connections = graceful.count(),
+            "shutting down; draining in-flight requests"
+        );
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("drained"),
+            () = tokio::time::sleep(config.drain_timeout) => {
+                tracing::warn!("drain timeout reached; closing the remaining connections");
+            }
+        }
+        Ok(())
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json_reply(status: u16, body: &Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error_reply(status: u16, code: &str, message: impl Into<String>) -> Reply {
+    json_reply(status, &ErrorBody::new(status, code, message).to_json())
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn authorized(runtime: &Runtime, req: &Request<Incoming>) -> bool {
+    let Some(token) = &runtime.config().token else {
+        return true;
+    };
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|given| same_token(given, token.as_bytes()))
+}
+
+fn decode(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => return json_reply(200, &json!({"status": "ok"})),
+        (&Method::GET, ["metrics"]) => {
+            let mut r = Response::new(Full::new(Bytes::from(runtime.metrics_text())));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            return r;
+        }
+        (_, ["healthz" | "metrics"]) => {
+            return error_reply(405, "method_not_allowed", "use GET");
+        }
+        (_, ["actions"] | ["actions", _] | ["calls", _]) => {}
+        _ => return error_reply(404, "not_found", format!("no route {path}")),
+    }
+    if !authorized(&runtime, &req) {
+        let mut r = error_reply(401, "unauthorized", "a valid bearer token is required");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["actions"]) => {
+            json_reply(200, &crate::schema::describe_all(runtime.actions()))
+        }
+        (&Method::POST, ["actions", name]) => {
+            let name = decode(name);
+            call_action(runtime, &name, req).await
+        }
+        (&Method::DELETE, ["calls", id]) => {
+            runtime.end_call(&decode(id));
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        (_, ["actions"]) => error_reply(405, "method_not_allowed", "use GET"),
+        (_, ["actions", _]) => error_reply(405, "method_not_allowed", "use POST"),
+        _ => error_reply(405, "method_not_allowed", "use DELETE"),
+    }
+}
+
+/// A call header's text; `Err` names the header when it is not valid text.
+fn header_text<'a>(req: &Request<Incoming>, name: &'a str) -> Result<Option<String>, &'a str> {
+    match req.headers().get(name) {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+            Ok(_) => Ok(None),
+            Err(_) => Err(name),
+        },
+    }
+}
+
+async fn call_action(runtime: Arc<Runtime>, name: &str, req: Request<Incoming>) -> Reply {
+    if runtime.action(name).is_none() {
+        return error_reply(
+            404,
+            "unknown_action",
+            format!("there is no action named `{name}`"),
+        );
+    }
+    let call = match (
+        header_text(&req, "x-call-id"),
+        header_text(&req, "x-call-from"),
+    ) {
+        (Ok(id), Ok(from)) => CallContext { id, from },
+        (Err(name), _) | (_, Err(name)) => {
+            return error_reply(
+                400,
+                "invalid_header",
+                format!("the {name} header is not valid text"),
+            )
+        }
+    };
+    let config = runtime.config();
+    let max = config.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return error_reply(
+            413,
+            "body_too_large",
+            format!("the body is larger than {max} bytes"),
+        );
+    }
+    let body = Limited::new(req.into_body(), max).collect();
+    let body = match tokio::time::timeout(config.request_read_timeout, body).await {
+        Err(_) => return error_reply(408, "timeout", "the body did not arrive in time"),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return error_reply(
+                413,
+                "body_too_large",
+                format!("the body is larger than {max} bytes"),
+            )
+        }
+        Ok(Err(_)) => return error_reply(400, "invalid_body", "the body could not be read"),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let inputs = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error_reply(400, "invalid_body", format!("the body is not JSON: {e}"))
+            }
+        }
+    };
+    let response = runtime.execute(name, inputs, call).await;
+    json_reply(response.http_status(), &response.to_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same_token(b"abc", b"abc"));
+        assert!(!same_token(b"abd", b"abc"));
+        assert!(!same_token(b"ab", b"abc"));
+    }
+}

@@ -1,0 +1,414 @@
+//! A scriptable upstream on loopback, for tests and for `mca test`.
+//!
+//! [`Stub::start`] binds `127.0.0.1:0` and answers successive requests with successive
+//! [`Reply`]s (the last one repeats), recording every request. Route all upstream requests of
+//! a runtime to it with `Config::default().route("*", stub.addr())`: nothing reaches the
+//! network. Faults: delays, never answering, connection resets (TCP RST), invalid JSON,
+//! oversized and slowly dripping bodies.
+//!
+//! OAuth2 token requests (form bodies with `grant_type=client_credentials`) are answered with
+//! a token by the stub itself and recorded separately ([`Stub::token_requests`]), so scripted
+//! replies only answer the action's own requests.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use mca_compiler::ir::UpstreamStub;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A JSON body (or none) with a status and headers.
+    Json {
+        status: u16,
+        body: Option<Value>,
+        headers: Vec<(String, String)>,
+    },
+    /// Raw bytes as the body (for invalid JSON).
+    Raw {
+        status: u16,
+        body: Bytes,
+        headers: Vec<(String, String)>,
+    },
+    /// Waits, then answers.
+    Delay(Duration, Box<Reply>),
+    /// Never answers (the connection stays open).
+    Hang,
+    /// Resets the connection (TCP RST) without answering.
+    Reset,
+    /// Sends the status and headers at once, then `chunks` pieces of the body, one every
+    /// `every`.
+    Drip {
+        status: u16,
+        chunk: Bytes,
+        chunks: usize,
+        every: Duration,
+    },
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply::Json {
+            status,
+            body: Some(body),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn status(status: u16) -> Reply {
+        Reply::Json {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(self, name: &str, value: &str) -> Reply {
+        match self {
+            Reply::Json {
+                status,
+                body,
+                mut headers,
+            } => {
+                headers.push((name.into(), value.into()));
+                Reply::Json {
+                    status,
+                    body,
+                    headers,
+                }
+            }
+            Reply::Raw {
+                status,
+                body,
+                mut headers,
+            } => {
+                headers.push((name.into(), value.into()));
+                Reply::Raw {
+                    status,
+                    body,
+                    headers,
+                }
+            }
+            other => other,
+        }
+    }
+
+    pub fn raw(status: u16, body: impl Into<Bytes>) -> Reply {
+        Reply::Raw {
+            status,
+            body: body.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn delayed(self, by: Duration) -> Reply {
+        Reply::Delay(by, Box::new(self))
+    }
+}
+
+impl From<&UpstreamStub> for Reply {
+    fn from(s: &UpstreamStub) -> Reply {
+        match s {
+            UpstreamStub::Respond {
+                status,
+                body,
+                headers,
+            } => Reply::Json {
+                status: *status,
+                body: body.clone(),
+                headers: headers.clone(),
+            },
+            UpstreamStub::Timeout => Reply::Hang,
+            UpstreamStub::Reset => Reply::Reset,
+        }
+    }
+}
+
+/// A request the stub received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub method: String,
+    /// The request target as sent: path and query, still percent-encoded.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// The first value of a header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    replies: Vec<Reply>,
+    requests: Vec<Recorded>,
+    token_requests: Vec<Recorded>,
+    connections: usize,
+}
+
+/// The running stub; stops when dropped.
+pub struct Stub {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type StubBody = BoxBody<Bytes, Infallible>;
+
+impl Stub {
+    /// Starts answering on `127.0.0.1:0`.
+    pub async fn start(replies: Vec<Reply>) -> std::io::Result<Stub> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            replies,
+            ..State::default()
+        }));
+        let task = tokio::spawn(accept_loop(listener, state.clone()));
+        Ok(Stub { addr, state, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the script; the count of answered requests starts again at zero.
+    pub fn set_replies(&self, replies: Vec<Reply>) {
+        let mut s = self.lock();
+        s.replies = replies;
+        s.requests.clear();
+    }
+
+    /// Every (non-token) request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    /// How many (non-token) requests arrived.
+    pub fn request_count(&self) -> usize {
+        self.lock().requests.len()
+    }
+
+    /// OAuth2 token requests answered by the stub itself.
+    pub fn token_requests(&self) -> Vec<Recorded> {
+        self.lock().token_requests.clone()
+    }
+
+    /// How many TCP connections were accepted.
+    pub fn connections(&self) -> usize {
+        self.lock().connections
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>) {
+    // Dropping the set (when the stub's task is aborted) aborts every connection.
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        state.lock().unwrap_or_else(|p| p.into_inner()).connections += 1;
+        let _ = stream.set_nodelay(true);
+        // A second handle on the socket, to reset it: linger 0, then close.
+        let raw = match stream.into_std() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        let keep = raw.try_clone().ok();
+        let Ok(stream) = tokio::net::TcpStream::from_std(raw) else {
+            continue;
+        };
+        let keep = Arc::new(Mutex::new(keep));
+        let state = state.clone();
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                let keep = keep.clone();
+                async move { answer(state, keep, req).await }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+#[derive(Debug)]
+struct ResetConnection;
+
+impl std::fmt::Display for ResetConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset by the stub")
+    }
+}
+
+impl std::error::Error for ResetConnection {}
+
+async fn answer(
+    state: Arc<Mutex<State>>,
+    keep: Arc<Mutex<Option<std::net::TcpStream>>>,
+    req: Request<Incoming>,
+) -> Result<Response<StubBody>, ResetConnection> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let recorded = Recorded {
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    };
+    let is_token_request = recorded.method == "POST"
+        && recorded
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+        && String::from_utf8_lossy(&recorded.body).contains("grant_type=client_credentials");
+    let reply = {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        if is_token_request {
+            let n = s.token_requests.len() + 1;
+            s.token_requests.push(recorded);
+            Reply::json(
+                200,
+                serde_json::json!({"access_token": format!("stub-token-{n}"), "token_type": "Bearer", "expires_in": 3600}),
+            )
+        } else {
+            let i = s.requests.len();
+            s.requests.push(recorded);
+            s.replies
+                .get(i)
+                .or(s.replies.last())
+                .cloned()
+                .unwrap_or_else(|| Reply::status(200))
+        }
+    };
+    let mut reply = reply;
+    loop {
+        match reply {
+            Reply::Delay(d, inner) => {
+                tokio::time::sleep(d).await;
+                reply = *inner;
+            }
+            Reply::Hang => std::future::pending::<()>().await,
+            Reply::Reset => {
+                let socket = keep.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(socket) = socket {
+                    let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
+                }
+                // Erroring makes hyper close its handle too: the close sends RST.
+                return Err(ResetConnection);
+            }
+            Reply::Json {
+                status,
+                body,
+                headers,
+            } => {
+                let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+                let mut headers = headers;
+                if !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                {
+                    headers.push(("content-type".into(), "application/json".into()));
+                }
+                return Ok(respond(status, &headers, Full::new(bytes).boxed()));
+            }
+            Reply::Raw {
+                status,
+                body,
+                headers,
+            } => return Ok(respond(status, &headers, Full::new(body).boxed())),
+            Reply::Drip {
+                status,
+                chunk,
+                chunks,
+                every,
+            } => {
+                let stream = futures_util::stream::unfold(0usize, move |i| {
+                    let chunk = chunk.clone();
+                    async move {
+                        if i >= chunks {
+                            return None;
+                        }
+                        tokio::time::sleep(every).await;
+                        Some((Ok::<_, Infallible>(Frame::data(chunk)), i + 1))
+                    }
+                });
+                return Ok(respond(
+                    status,
+                    &[],
+                    BodyExt::boxed(StreamBody::new(stream)),
+                ));
+            }
+        }
+    }
+}
+
+fn respond(status: u16, headers: &[(String, String)], body: StubBody) -> Response<StubBody> {
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (n, v) in headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(n.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            r.headers_mut().append(n, v);
+        }
+    }
+    r
+}
