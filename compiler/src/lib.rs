@@ -7,6 +7,7 @@
 pub mod ast;
 mod check;
 pub mod diagnostic;
+pub mod format;
 pub mod formats;
 pub mod ir;
 mod jsonpath;
