@@ -57,8 +57,6 @@ impl Compilation {
 /// Compiles a project: parses every source, checks every action against the whole project
 /// (action names are unique across files), and lowers to IR when nothing is wrong.
 pub fn compile(sources: &[Source]) -> Compilation {
-    // Rich "expected ..." sets for syntax errors. A process-wide switch of the pure parser.
-    pest::set_error_detail(true);
     let mut diagnostics = Vec::new();
     let mut files = Vec::with_capacity(sources.len());
     for (id, src) in sources.iter().enumerate() {

@@ -52,7 +52,16 @@ pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
                             actions.push(lower.action(pair));
                         }
                     }
-                    Err(err) => diags.push(syntax_error(file, span.start, src, text.len(), &err)),
+                    Err(fast) => {
+                        // Parse again, collecting the tokens pest tried, for a richer "expected"
+                        // list. Only failing actions pay for it. The switch is process-wide; a
+                        // concurrent parse seeing it merely collects detail it does not need.
+                        pest::set_error_detail(true);
+                        let detailed = Grammar::parse(Rule::action_unit, src).err();
+                        pest::set_error_detail(false);
+                        let err = detailed.unwrap_or(fast);
+                        diags.push(syntax_error(file, span.start, src, text.len(), &err));
+                    }
                 }
             }
         }
