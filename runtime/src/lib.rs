@@ -15,6 +15,8 @@
 //! - [`server`]: the hyper server ([`serve()`], [`Server`]);
 //! - [`demo`]: the built-in demo upstream for the canonical examples;
 //! - [`stub`]: a scriptable loopback upstream with fault injection, for tests and `mca test`;
+//! - [`testing`]: runs `test` blocks against the stub (the engine of `mca test`);
+//! - [`block_on`] and [`shutdown_signal`]: so callers need not know the async runtime;
 //! - internal: input validation, template rendering, the outbound client with its SSRF guard,
 //!   OAuth2 token cache, response mapping, the cache and the metrics.
 
@@ -24,6 +26,7 @@ pub mod response;
 pub mod schema;
 pub mod server;
 pub mod stub;
+pub mod testing;
 
 mod cache;
 mod execute;
@@ -41,3 +44,36 @@ pub use execute::Runtime;
 pub use prepare::{StartupError, StartupProblem};
 pub use response::{ActionResponse, Answer, CallContext, Detail, ErrorBody, Status};
 pub use server::{serve, ServeError, Server};
+
+/// Runs a future to completion on a new multi-threaded async runtime (for the CLI, which does
+/// not depend on the async runtime itself).
+pub fn block_on<F: std::future::Future>(future: F) -> std::io::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(future))
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM: the `shutdown` future for [`serve()`].
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("interrupted; shutting down"),
+        () = term => tracing::info!("terminated; shutting down"),
+    }
+}

@@ -165,6 +165,8 @@ struct State {
     replies: Vec<Reply>,
     requests: Vec<Recorded>,
     token_requests: Vec<Recorded>,
+    /// `expires_in` of the tokens the stub hands out; 3600 unless set.
+    token_lifetime: Option<u64>,
     connections: usize,
 }
 
@@ -229,6 +231,11 @@ impl Stub {
     /// OAuth2 token requests answered by the stub itself.
     pub fn token_requests(&self) -> Vec<Recorded> {
         self.lock().token_requests.clone()
+    }
+
+    /// Sets the `expires_in` (seconds) of the OAuth2 tokens the stub hands out.
+    pub fn set_token_lifetime(&self, seconds: u64) {
+        self.lock().token_lifetime = Some(seconds);
     }
 
     /// How many TCP connections were accepted.
@@ -323,9 +330,10 @@ async fn answer(
         if is_token_request {
             let n = s.token_requests.len() + 1;
             s.token_requests.push(recorded);
+            let expires_in = s.token_lifetime.unwrap_or(3600);
             Reply::json(
                 200,
-                serde_json::json!({"access_token": format!("stub-token-{n}"), "token_type": "Bearer", "expires_in": 3600}),
+                serde_json::json!({"access_token": format!("stub-token-{n}"), "token_type": "Bearer", "expires_in": expires_in}),
             )
         } else {
             let i = s.requests.len();

@@ -1,0 +1,270 @@
+//! Running an action's `test` blocks offline (the engine of `mca test`).
+//!
+//! Each test gets its own [`Runtime`] holding just the action, with every upstream request
+//! (OAuth2 token requests included) routed to an in-process [`Stub`] on loopback that answers
+//! the test's `upstream` replies in order (the last one repeats). Nothing reaches the network.
+//! Variables the test does not set get placeholders: `env.NAME` becomes
+//! `https://name.placeholder.test` (any host works: everything is routed to the stub), and
+//! `secret.NAME` becomes `test-secret-NAME`.
+//!
+//! Expectations:
+//! - `expect { ... }`: status `ok` (mapped outputs, a cache hit or an `on STATUS` outcome) and
+//!   the listed outputs equal;
+//! - `expect fallback { ... }`: the `fallback` or an `on STATUS` outcome, listed outputs equal;
+//! - `expect error REASON`: the answer's reason ([`ActionResponse::reason`]);
+//! - `expect request METHOD "PATH"`: the first upstream request's method and path with query
+//!   (as sent, percent-encoded), and the listed headers and JSON body;
+//! - `expect say "..."`: the rendered `say`.
+
+use std::collections::HashMap;
+
+use mca_compiler::ir::{self, ExpectationKind, Location};
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::execute::Runtime;
+use crate::response::{ActionResponse, CallContext, Status};
+use crate::stub::{Recorded, Reply, Stub};
+
+/// One unmet expectation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Where the expectation (or, for set-up problems, the test) is written.
+    pub location: Location,
+    pub message: String,
+}
+
+/// The result of one test block.
+#[derive(Debug, Clone)]
+pub struct TestReport {
+    pub action: String,
+    pub test: String,
+    pub failures: Vec<Failure>,
+    /// What the action answered (`None` when the test could not run).
+    pub response: Option<ActionResponse>,
+    /// The upstream requests the action made.
+    pub requests: Vec<Recorded>,
+}
+
+impl TestReport {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+fn placeholder_env(name: &str) -> String {
+    format!(
+        "https://{}.placeholder.test",
+        name.to_ascii_lowercase().replace('_', "-")
+    )
+}
+
+/// Runs one test block of `action`.
+pub async fn run_test(action: &ir::Action, test: &ir::Test) -> TestReport {
+    let mut report = TestReport {
+        action: action.name.clone(),
+        test: test.name.clone(),
+        failures: Vec::new(),
+        response: None,
+        requests: Vec::new(),
+    };
+    let fail = |report: &mut TestReport, location: Location, message: String| {
+        report.failures.push(Failure { location, message });
+    };
+    let replies: Vec<Reply> = test.upstream.iter().map(Reply::from).collect();
+    let stub = match Stub::start(replies).await {
+        Ok(s) => s,
+        Err(e) => {
+            fail(
+                &mut report,
+                test.location,
+                format!("cannot start the stub upstream: {e}"),
+            );
+            return report;
+        }
+    };
+    let mut env: HashMap<String, String> = HashMap::new();
+    for name in &action.env {
+        env.insert(name.clone(), placeholder_env(name));
+    }
+    for name in &action.secrets {
+        env.insert(name.clone(), format!("test-secret-{name}"));
+    }
+    env.extend(test.env.iter().cloned());
+    env.extend(test.secrets.iter().cloned());
+    let config = Config {
+        env: Some(env),
+        ..Config::default()
+    }
+    .route("*", stub.addr());
+    let project = ir::Project {
+        ir_version: ir::IR_VERSION,
+        actions: vec![action.clone()],
+    };
+    let runtime = match Runtime::new(project, config) {
+        Ok(r) => r,
+        Err(e) => {
+            fail(&mut report, test.location, e.to_string());
+            return report;
+        }
+    };
+    let call = CallContext {
+        id: test.call_id.clone(),
+        from: test.call_from.clone(),
+    };
+    let response = runtime
+        .execute(&action.name, Value::Object(test.inputs.clone()), call)
+        .await;
+    let requests = stub.requests();
+    for e in &test.expectations {
+        if let Err(message) = check(&e.kind, &response, &requests) {
+            fail(&mut report, e.location, message);
+        }
+    }
+    report.response = Some(response);
+    report.requests = requests;
+    report
+}
+
+/// Runs every test block of every action, in order.
+pub async fn run_all(project: &ir::Project) -> Vec<TestReport> {
+    let mut reports = Vec::new();
+    for action in &project.actions {
+        for test in &action.tests {
+            reports.push(run_test(action, test).await);
+        }
+    }
+    reports
+}
+
+/// [`run_all`] on a runtime of its own, for callers without one.
+pub fn run_all_blocking(project: &ir::Project) -> std::io::Result<Vec<TestReport>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(run_all(project)))
+}
+
+fn compare_outputs(values: &[(String, Value)], output: &Map<String, Value>) -> Result<(), String> {
+    let wrong: Vec<String> = values
+        .iter()
+        .filter(|(name, expected)| output.get(name).unwrap_or(&Value::Null) != expected)
+        .map(|(name, expected)| {
+            format!(
+                "`{name}` is {}, expected {expected}",
+                output.get(name).unwrap_or(&Value::Null)
+            )
+        })
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
+    }
+}
+
+fn describe(response: &ActionResponse) -> String {
+    match response {
+        ActionResponse::Answer(a) => match (a.status, a.reason) {
+            (Status::Ok, _) if a.detail.on_status.is_some() => format!(
+                "the `on {}` outcome",
+                a.detail.upstream_status.unwrap_or_default()
+            ),
+            (Status::Ok, _) => "status ok".to_string(),
+            (Status::Fallback, Some(r)) => format!(
+                "a fallback ({}{})",
+                r.as_str(),
+                a.detail
+                    .message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+            (Status::Fallback, None) => "a fallback".to_string(),
+        },
+        ActionResponse::Error(e) => format!("error {} ({})", e.code, e.message),
+    }
+}
+
+fn check(
+    kind: &ExpectationKind,
+    response: &ActionResponse,
+    requests: &[Recorded],
+) -> Result<(), String> {
+    match kind {
+        ExpectationKind::Outputs { values } => match response {
+            ActionResponse::Answer(a) if a.status == Status::Ok => {
+                compare_outputs(values, &a.output)
+            }
+            other => Err(format!("expected status ok, got {}", describe(other))),
+        },
+        ExpectationKind::Fallback { values } => match response {
+            ActionResponse::Answer(a)
+                if a.status == Status::Fallback || a.detail.on_status.is_some() =>
+            {
+                compare_outputs(values, &a.output)
+            }
+            other => Err(format!("expected a fallback, got {}", describe(other))),
+        },
+        ExpectationKind::Error { reason } => match response.reason() {
+            Some(r) if r == *reason => Ok(()),
+            _ => Err(format!(
+                "expected error {}, got {}",
+                reason.as_str(),
+                describe(response)
+            )),
+        },
+        ExpectationKind::Request {
+            method,
+            path,
+            headers,
+            body,
+        } => {
+            let Some(first) = requests.first() else {
+                return Err("expected an upstream request, none was made".into());
+            };
+            let mut problems = Vec::new();
+            if first.method != method.as_str() || &first.path != path {
+                problems.push(format!(
+                    "the request was {} {}, expected {} {}",
+                    first.method,
+                    first.path,
+                    method.as_str(),
+                    path
+                ));
+            }
+            for (name, value) in headers {
+                match first.header(name) {
+                    Some(v) if v == value => {}
+                    Some(v) => problems.push(format!("header {name} is {v:?}, expected {value:?}")),
+                    None => problems.push(format!("header {name} is missing")),
+                }
+            }
+            if let Some(expected) = body {
+                match first.json() {
+                    Some(actual) if &actual == expected => {}
+                    Some(actual) => {
+                        problems.push(format!("the body is {actual}, expected {expected}"))
+                    }
+                    None => problems.push("the body is not JSON".into()),
+                }
+            }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("; "))
+            }
+        }
+        ExpectationKind::Say { text } => match response {
+            ActionResponse::Answer(a) if a.say.as_deref() == Some(text.as_str()) => Ok(()),
+            ActionResponse::Answer(a) => Err(format!(
+                "say is {}, expected {text:?}",
+                a.say
+                    .as_ref()
+                    .map(|s| format!("{s:?}"))
+                    .unwrap_or_else(|| "null".into())
+            )),
+            other => Err(format!("expected a say, got {}", describe(other))),
+        },
+    }
+}
