@@ -14,6 +14,8 @@ pub struct PathError {
     pub start: usize,
     pub end: usize,
     pub hint: Option<String>,
+    /// The words under the primary span.
+    pub label: String,
     /// A well-formed path that breaks the function typing rules (E0303) rather than a syntax
     /// error (E0301).
     pub typing: bool,
@@ -58,6 +60,8 @@ fn is_singular_segment(seg: &Segment) -> bool {
     ) || matches!(seg, Segment::Selectors(s) if s.len() == 1 && matches!(s[0], Selector::Name(_) | Selector::Index(_)))
 }
 
+const RFC_FUNCTIONS: [&str; 5] = ["length", "count", "match", "search", "value"];
+
 fn parse_error(path: &str, e: JsonPathError) -> PathError {
     match e {
         JsonPathError::PestError(pe) => {
@@ -66,32 +70,75 @@ fn parse_error(path: &str, e: JsonPathError) -> PathError {
                 InputLocation::Pos(p) => p,
                 InputLocation::Span((s, _)) => s,
             };
-            let end = next_char_end(path, pos);
+            if let Some(err) = unknown_function_at(path, pos) {
+                return err;
+            }
+            if let Some(err) = extra_argument_at(path, pos) {
+                return err;
+            }
+            let end = token_end(path, pos);
             let found = path.get(pos..end).unwrap_or("");
             let mut expected: Vec<&str> = Vec::new();
             if let ErrorVariant::ParsingError { positives, .. } = &pe.variant {
                 for r in positives {
-                    let words = describe_path_rule(&format!("{r:?}"));
-                    if !expected.contains(&words) {
-                        expected.push(words);
+                    if let Some(words) = describe_path_rule(&format!("{r:?}")) {
+                        if !expected.contains(&words) {
+                            expected.push(words);
+                        }
                     }
                 }
             }
-            let what = if expected.is_empty() {
-                "a valid JSONPath".to_string()
-            } else {
-                expected.join(" or ")
+            // The most common slips, in the user's words.
+            if found == "=" && path.get(end..end + 1) != Some("=") {
+                return PathError {
+                    message: "invalid JSONPath: `=` is not a comparison; write `==`".into(),
+                    start: pos,
+                    end,
+                    hint: Some("filters compare with `==`, `!=`, `<`, `<=`, `>` or `>=`, for example `[?@.status == 'open']`".into()),
+                    label: "write `==`".into(),
+                    typing: false,
+                };
+            }
+            let what = match expected.as_slice() {
+                [] => "a valid JSONPath".to_string(),
+                [one] => one.to_string(),
+                [init @ .., last] => format!("{} or {last}", init.join(", ")),
             };
             let message = if found.is_empty() {
                 format!("invalid JSONPath: expected {what} at the end of the path")
             } else {
                 format!("invalid JSONPath: expected {what}, found `{found}`")
             };
+            let in_brackets = path[..pos].ends_with('[') || path[..pos].ends_with(", ");
+            let hint = if in_brackets && found.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            {
+                format!("names in brackets are quoted: `['{found}']`, or write `.{found}`")
+            } else if in_brackets && found.len() > 1 && found.starts_with('0') {
+                "an index has no leading zeros: write `[0]`, `[1]`, ...".into()
+            } else {
+                path_hint(path)
+            };
+            let label = match expected.as_slice() {
+                [one] => format!("expected {one}"),
+                _ if found.is_empty() => "the path ends too early".into(),
+                _ => "not valid here".into(),
+            };
+            // At the end of the path, underline its last character rather than what follows.
+            let (start, end) = if found.is_empty() {
+                let last = path[..pos.min(path.len())]
+                    .chars()
+                    .next_back()
+                    .map_or(0, char::len_utf8);
+                (pos - last, pos)
+            } else {
+                (pos, end)
+            };
             PathError {
                 message,
-                start: pos,
-                end: end.max(pos),
-                hint: Some(path_hint(path)),
+                start,
+                end,
+                hint: Some(hint),
+                label,
                 typing: false,
             }
         }
@@ -100,77 +147,185 @@ fn parse_error(path: &str, e: JsonPathError) -> PathError {
             start: 0,
             end: path.len(),
             hint: None,
+            label: "too deep".into(),
             typing: false,
         },
         other => {
             let text = other.to_string();
             // "Function match(...) is not comparable": point at the function.
-            let at = ["match(", "search("]
+            let not_comparable = ["match", "search"]
                 .iter()
                 .filter(|_| text.contains("not comparable"))
-                .find_map(|f| path.find(f).map(|i| (i, i + f.len() - 1)));
-            match at {
-                Some((s, e)) => PathError {
-                    message: format!(
-                        "`{}()` returns a logical result (RFC 9535 LogicalType) and cannot be compared",
-                        &path[s..e]
-                    ),
-                    start: s,
-                    end: e,
-                    hint: Some(format!(
-                        "use it as a test on its own, for example `[?{}(@.name, 'M.*')]`",
-                        &path[s..e]
-                    )),
-                    typing: true,
-                },
-                None => PathError {
-                    message: format!("invalid JSONPath: {text}"),
-                    start: 0,
-                    end: path.len(),
-                    hint: Some(path_hint(path)),
-                    typing: false,
-                },
+                .find(|f| path.contains(&format!("{f}(")));
+            if let Some(f) = not_comparable {
+                return typing_error(
+                    path,
+                    f,
+                    format!("`{f}()` returns a logical result (RFC 9535 LogicalType) and cannot be compared"),
+                    format!("use it as a test on its own, for example `[?{f}(@.name, 'M.*')]`"),
+                );
+            }
+            // "Invalid argument for the function `count`: expected a node, got a literal".
+            let bad_argument = ["count", "value", "length"]
+                .iter()
+                .find(|f| text.contains(&format!("Invalid argument for the function `{f}`")));
+            if let Some(f) = bad_argument {
+                let got = if text.contains("got a filter") {
+                    "a logical expression"
+                } else {
+                    "a literal"
+                };
+                return typing_error(
+                    path,
+                    f,
+                    format!("`{f}()` takes a query (RFC 9535 NodesType), not {got}"),
+                    format!("pass a query, for example `{f}(@.items[*])`"),
+                );
+            }
+            PathError {
+                message: "invalid JSONPath".into(),
+                start: 0,
+                end: path.len(),
+                hint: Some(path_hint(path)),
+                label: "not a valid RFC 9535 JSONPath".into(),
+                typing: false,
             }
         }
     }
 }
 
+/// `contains(@.name, 'x')`: a name followed by `(` where the parser gave up, that is not one of
+/// the RFC 9535 functions.
+fn unknown_function_at(path: &str, pos: usize) -> Option<PathError> {
+    let rest = path.get(pos..)?;
+    let len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let name = &rest[..len];
+    if name.is_empty()
+        || !name.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !rest[len..].trim_start().starts_with('(')
+        || RFC_FUNCTIONS.contains(&name)
+    {
+        return None;
+    }
+    let suggestion = crate::suggest::closest(name, RFC_FUNCTIONS.into_iter());
+    let hint = match suggestion {
+        Some(s) => format!("did you mean `{s}()`?"),
+        None if ["contains", "includes", "like", "startswith", "starts_with"]
+            .contains(&name.to_ascii_lowercase().as_str()) =>
+        {
+            "to look for text inside a string use `search(@.name, 'Router')`; `match()` tests the whole string".into()
+        }
+        None => "RFC 9535 defines length(), count(), match(), search() and value()".into(),
+    };
+    Some(PathError {
+        message: format!("`{name}()` is not a JSONPath function"),
+        start: pos,
+        end: pos + len,
+        hint: Some(hint),
+        label: "unknown function".into(),
+        typing: true,
+    })
+}
+
+/// `length(@.a, @.b)`: a `,` inside a one-argument function.
+fn extra_argument_at(path: &str, pos: usize) -> Option<PathError> {
+    if path.get(pos..pos + 1) != Some(",") {
+        return None;
+    }
+    let (name, _) = open_call_before(path, pos)?;
+    ["length", "count", "value"].contains(&name).then(|| {
+        let e = typing_error(
+            path,
+            name,
+            format!("`{name}()` takes one argument"),
+            format!("for example `{name}(@.items)`"),
+        );
+        PathError {
+            start: pos,
+            end: pos + 1,
+            label: "second argument".into(),
+            ..e
+        }
+    })
+}
+
+/// The innermost function call still open at `pos`: its name and the offset of the name.
+fn open_call_before(path: &str, pos: usize) -> Option<(&str, usize)> {
+    let b = path.as_bytes();
+    let mut stack: Vec<usize> = Vec::new();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < pos.min(b.len()) {
+        let c = b[i];
+        match quote {
+            Some(_) if c == b'\\' => i += 1,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'(' => stack.push(i),
+                b')' => {
+                    stack.pop();
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    let open = *stack.last()?;
+    let head = &path[..open];
+    let start = head
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    let name = &head[start..];
+    (!name.is_empty()).then_some((name, start))
+}
+
 fn path_hint(path: &str) -> String {
-    if path.contains("?(") {
+    if path.contains("?(") && !path.contains("?(@") {
         "RFC 9535 filters are written `[?@.status == 'open']`".into()
     } else {
         "paths look like `$.data[0].name`, `$.items[*].id` or `$.items[?@.status == 'open']`".into()
     }
 }
 
-fn next_char_end(s: &str, pos: usize) -> usize {
-    s.get(pos..)
-        .and_then(|r| r.chars().next())
-        .map_or(pos, |c| pos + c.len_utf8())
+/// End of the token starting at `pos`: a whole word, or one character.
+fn token_end(s: &str, pos: usize) -> usize {
+    let Some(rest) = s.get(pos..) else {
+        return pos;
+    };
+    let word = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    if word > 0 {
+        return pos + word;
+    }
+    rest.chars().next().map_or(pos, |c| pos + c.len_utf8())
 }
 
-/// Words for the rules of jsonpath-rust's RFC 9535 grammar.
-fn describe_path_rule(rule: &str) -> &'static str {
-    match rule {
+/// Words for the rules of jsonpath-rust's RFC 9535 grammar; `None` for rules that would only
+/// confuse.
+fn describe_path_rule(rule: &str) -> Option<&'static str> {
+    Some(match rule {
         "EOI" => "the end of the path",
-        "segments" | "segment" | "child_segment" | "descendant_segment" => {
-            "a segment like `.name` or `[0]`"
-        }
-        "selector" | "name_selector" | "index_selector" | "slice_selector"
-        | "wildcard_selector" => {
-            "a selector (a quoted name, an index, `*`, a slice or a `?` filter)"
-        }
-        "member_name_shorthand" => "a member name",
-        "filter_selector" | "logical_expr" | "logical_expr_and" | "atom_expr" => {
-            "a filter expression"
-        }
+        "segments" | "segment" | "child_segment" | "descendant_segment" | "name_segment"
+        | "index_segment" => "a segment like `.name` or `[0]`",
+        "selector" => "a selector (a quoted name, an index, `*`, a slice or a `?` filter)",
+        "name_selector" | "string" => "a quoted string",
+        "index_selector" | "int" => "an index",
+        "slice_selector" => "a slice like `1:3`",
+        "wildcard_selector" => "`*`",
+        "member_name_shorthand" | "ALPHA" | "name_first" => "a member name",
+        "filter_selector" | "logical_expr" | "logical_expr_and" | "atom_expr" | "paren_expr"
+        | "test_expr" | "comp_expr" => "a filter expression",
         "comparable" | "literal" | "singular_query" => "a value or a singular query",
-        "comp_op" => "a comparison operator",
-        "string" => "a quoted string",
-        "int" | "number" => "a number",
+        "comp_op" => "a comparison operator (`==`, `!=`, `<`, `<=`, `>`, `>=`)",
+        "number" => "a number",
         "function_expr" => "a function",
-        _ => "valid JSONPath syntax",
-    }
+        _ => return None,
+    })
 }
 
 /// Byte ranges of the top-level segments of a path (after `$`).
@@ -423,6 +578,7 @@ fn typing_error(path: &str, fname: &str, message: String, hint: String) -> PathE
         start,
         end,
         hint: Some(hint),
+        label: "not allowed here by RFC 9535".into(),
         typing: true,
     }
 }
@@ -438,6 +594,7 @@ mod tests {
                 start: 0,
                 end: 0,
                 hint: None,
+                label: String::new(),
                 typing: false,
             },
             Err(e) => e,
@@ -468,8 +625,53 @@ mod tests {
         let e = err("$.a[?@.x = 1]");
         assert!(!e.typing);
         assert!(e.start > 2, "{e:?}");
+        // At the end of the path: the last character, not what follows it.
         let e = err("$.a.");
-        assert_eq!(e.start, 4, "{e:?}");
+        assert_eq!((e.start, e.end), (3, 4), "{e:?}");
+        assert!(e.message.contains("member name"), "{e:?}");
+        // A single `=` says `==`.
+        let e = err("$.a[?@.x = 1]");
+        assert!(e.message.contains("`==`"), "{e:?}");
+        assert_eq!((e.start, e.end), (9, 10), "{e:?}");
+        // A bare name in brackets: the whole word, and the quoted form in the hint.
+        let e = err("$.a[one]");
+        assert_eq!((e.start, e.end), (4, 7), "{e:?}");
+        assert!(e.hint.is_some_and(|h| h.contains("['one']")));
+        // No grammar rule names ever reach the message.
+        for p in [
+            "$.a[?@.x == ]",
+            "$.a[?@.x && ]",
+            "$.a[01]",
+            "$.a[?(@.x = 1)]",
+            "$.a..",
+        ] {
+            let e = err(p);
+            assert!(!e.message.contains('_'), "{p}: {e:?}");
+            assert!(!e.message.contains("ALPHA"), "{p}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn function_misuse_points_at_the_function() {
+        let p = "$.a[?contains(@.b, 'x')]";
+        let e = err(p);
+        assert!(e.typing, "{e:?}");
+        assert_eq!(&p[e.start..e.end], "contains");
+        assert!(e.hint.is_some_and(|h| h.contains("search(")));
+        let p = "$.a[?lenght(@.b) > 1]";
+        let e = err(p);
+        assert!(e.hint.is_some_and(|h| h.contains("length()")), "{p}");
+        let p = "$.a[?count(5) > 1]";
+        let e = err(p);
+        assert!(e.typing, "{e:?}");
+        assert_eq!(&p[e.start..e.end], "count");
+        let p = "$.a[?length(@.b, @.c) > 1]";
+        let e = err(p);
+        assert!(e.typing, "{e:?}");
+        assert_eq!(&p[e.start..e.end], ",");
+        assert!(e.message.contains("one argument"), "{e:?}");
+        // Extensions of jsonpath-rust are not RFC 9535.
+        assert!(err("$.a[?in(@.b, 'x')]").typing);
     }
 
     #[test]
