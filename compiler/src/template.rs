@@ -11,7 +11,7 @@ pub enum TPart {
 }
 
 /// Applies the escapes of a plain string (no holes: `{` is a character).
-pub fn unescape(file: FileId, lit: &StrLit) -> Result<String, Diagnostic> {
+pub fn unescape(file: FileId, lit: &StrLit) -> Result<String, Box<Diagnostic>> {
     let parts = scan(file, lit, false)?;
     Ok(parts
         .into_iter()
@@ -23,11 +23,11 @@ pub fn unescape(file: FileId, lit: &StrLit) -> Result<String, Diagnostic> {
 }
 
 /// Splits a template string into text and `{reference}` holes. `\{` and `\}` are literal braces.
-pub fn parse(file: FileId, lit: &StrLit) -> Result<Vec<TPart>, Diagnostic> {
+pub fn parse(file: FileId, lit: &StrLit) -> Result<Vec<TPart>, Box<Diagnostic>> {
     scan(file, lit, true)
 }
 
-fn scan(file: FileId, lit: &StrLit, holes: bool) -> Result<Vec<TPart>, Diagnostic> {
+fn scan(file: FileId, lit: &StrLit, holes: bool) -> Result<Vec<TPart>, Box<Diagnostic>> {
     let base = lit.content_start();
     let raw = lit.raw.as_str();
     let mut parts = Vec::new();
@@ -37,7 +37,7 @@ fn scan(file: FileId, lit: &StrLit, holes: bool) -> Result<Vec<TPart>, Diagnosti
         match c {
             '\\' => {
                 let Some((j, e)) = chars.next() else {
-                    return Err(bad_escape(file, base + i, base + i + 1));
+                    return Err(bad_escape(file, raw, base, base + i, base + i + 1));
                 };
                 match e {
                     '"' | '\\' | '/' | '{' | '}' => text.push(e),
@@ -60,24 +60,32 @@ fn scan(file: FileId, lit: &StrLit, holes: bool) -> Result<Vec<TPart>, Diagnosti
                                 }
                             }
                             None => {
-                                return Err(bad_escape(file, base + i, base + j + 1 + hex.len()))
+                                return Err(bad_escape(
+                                    file,
+                                    raw,
+                                    base,
+                                    base + i,
+                                    base + j + 1 + hex.len(),
+                                ))
                             }
                         }
                     }
-                    _ => return Err(bad_escape(file, base + i, base + j + e.len_utf8())),
+                    _ => {
+                        return Err(bad_escape(
+                            file,
+                            raw,
+                            base,
+                            base + i,
+                            base + j + e.len_utf8(),
+                        ))
+                    }
                 }
             }
             '{' if holes => {
-                let close = raw[i..].find('}').map(|k| i + k);
-                let Some(close) = close else {
-                    return Err(Diagnostic::new(
-                        Code::InvalidString,
-                        file,
-                        Span::new(base + i, base + i + 1),
-                        "this `{` opens a template hole that is never closed",
-                    )
-                    .label("unclosed `{`")
-                    .hint("close it with `}`, or write `\\{` for a literal brace"));
+                // The hole ends at the first `}`; a `{` before it means this one was not closed.
+                let close = raw[i + 1..].find(['{', '}']).map(|k| i + 1 + k);
+                let Some(close) = close.filter(|&k| raw[k..].starts_with('}')) else {
+                    return Err(unclosed_hole(file, raw, base, i));
                 };
                 let inner = &raw[i + 1..close];
                 let r = parse_ref(file, inner, base + i + 1)?;
@@ -98,19 +106,55 @@ fn scan(file: FileId, lit: &StrLit, holes: bool) -> Result<Vec<TPart>, Diagnosti
     Ok(parts)
 }
 
-fn bad_escape(file: FileId, start: usize, end: usize) -> Diagnostic {
-    Diagnostic::new(
+/// `{input.x` with no `}` before the next `{` or the end of the string.
+fn unclosed_hole(file: FileId, raw: &str, base: usize, open: usize) -> Box<Diagnostic> {
+    let rest = &raw[open + 1..];
+    let name_len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(rest.len());
+    let name = &rest[..name_len];
+    let d = Diagnostic::new(
         Code::InvalidString,
         file,
-        Span::new(start, end.max(start + 1)),
-        "unknown escape sequence",
+        Span::new(base + open, base + open + 1 + name_len),
+        "this `{` opens a template hole that is never closed",
+    );
+    Box::new(if name.contains('.') {
+        d.label(format!("expected `}}` after `{name}`"))
+            .hint(format!("write `{{{name}}}`, or `\\{{` for a literal brace"))
+    } else {
+        d.label("unclosed `{`")
+            .hint("close it with `}`, or write `\\{` for a literal brace")
+    })
+}
+
+fn bad_escape(file: FileId, raw: &str, base: usize, start: usize, end: usize) -> Box<Diagnostic> {
+    let end = end.max(start + 1);
+    let seq = raw
+        .get(start - base..(end - base).min(raw.len()))
+        .unwrap_or("\\");
+    let plain = seq.strip_prefix('\\').unwrap_or("");
+    let hint = if plain.len() == 1 && !plain.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        format!(
+            "`{plain}` needs no escape: write it without the backslash, or `\\\\` for a backslash"
+        )
+    } else {
+        "valid escapes: \\\" \\\\ \\n \\r \\t \\uXXXX \\{ \\}".to_string()
+    };
+    Box::new(
+        Diagnostic::new(
+            Code::InvalidString,
+            file,
+            Span::new(start, end),
+            format!("unknown escape sequence `{seq}`"),
+        )
+        .label("not a valid escape")
+        .hint(hint),
     )
-    .label("not a valid escape")
-    .hint("valid escapes: \\\" \\\\ \\n \\r \\t \\uXXXX \\{ \\}")
 }
 
 /// Parses `input.name` inside a hole; `offset` is the file offset of `inner`.
-fn parse_ref(file: FileId, inner: &str, offset: usize) -> Result<RefExpr, Diagnostic> {
+fn parse_ref(file: FileId, inner: &str, offset: usize) -> Result<RefExpr, Box<Diagnostic>> {
     let lead = inner.len() - inner.trim_start().len();
     let trimmed = inner.trim();
     let start = offset + lead;
@@ -124,7 +168,7 @@ fn parse_ref(file: FileId, inner: &str, offset: usize) -> Result<RefExpr, Diagno
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(Diagnostic::new(
+            return Err(Box::new(Diagnostic::new(
                 Code::InvalidString,
                 file,
                 if trimmed.is_empty() {
@@ -135,7 +179,7 @@ fn parse_ref(file: FileId, inner: &str, offset: usize) -> Result<RefExpr, Diagno
                 format!("`{{{trimmed}}}` is not a reference"),
             )
             .label("expected a reference like `input.name`")
-            .hint("template holes hold one reference: {input.x}, {output.x}, {env.X}, {call.id}; write `\\{` for a literal brace"));
+            .hint("template holes hold one reference: {input.x}, {output.x}, {env.X}, {call.id}; write `\\{` for a literal brace")));
         }
         segments.push(Ident {
             name: seg.to_string(),
@@ -144,14 +188,14 @@ fn parse_ref(file: FileId, inner: &str, offset: usize) -> Result<RefExpr, Diagno
         pos += seg.len() + 1;
     }
     if segments.len() < 2 {
-        return Err(Diagnostic::new(
+        return Err(Box::new(Diagnostic::new(
             Code::InvalidString,
             file,
             span,
             format!("`{{{trimmed}}}` is not a reference"),
         )
         .label("expected a reference like `input.name`")
-        .hint("template holes hold one reference: {input.x}, {output.x}, {env.X}, {call.id}; write `\\{` for a literal brace"));
+        .hint(format!("say what it names: `{{input.{trimmed}}}` for an input, `{{output.{trimmed}}}` for an output; write `\\{{` for a literal brace"))));
     }
     Ok(RefExpr { segments, span })
 }
