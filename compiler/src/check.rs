@@ -11,7 +11,7 @@ use crate::ast::{self, Span};
 use crate::diagnostic::{Code, Diagnostic, FileId};
 use crate::ir;
 use crate::lines::LineIndex;
-use crate::suggest::did_you_mean;
+use crate::suggest::{closest, did_you_mean};
 use crate::template::{self, TPart};
 
 /// Live-call budgets.
@@ -70,6 +70,7 @@ pub fn check_action(cx: &mut Ctx, action: &ast::Action) -> Option<ir::Action> {
         secrets: BTreeSet::new(),
         input_names: Vec::new(),
         output_names: Vec::new(),
+        site: "the request",
     };
     let ir = ck.action(cx.file_name, action);
     cx.diags.append(&mut ck.diags);
@@ -92,10 +93,13 @@ struct Checker<'a> {
     secrets: BTreeSet<String>,
     input_names: Vec<String>,
     output_names: Vec<String>,
+    /// Where the request expression being checked stands, in words ("the URL", "the body").
+    site: &'static str,
 }
 
 impl Checker<'_> {
     fn err(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
+        let span = self.trim(span);
         self.diags
             .push(Diagnostic::new(code, self.file, span, message));
         let last = self.diags.len() - 1;
@@ -107,7 +111,18 @@ impl Checker<'_> {
     }
 
     fn diag(&self, code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::new(code, self.file, span, message)
+        Diagnostic::new(code, self.file, self.trim(span), message)
+    }
+
+    /// A span without the blanks the parser keeps after an item (`retry 1` followed by a line
+    /// break must not underline the next line).
+    fn trim(&self, span: Span) -> Span {
+        match self.text.get(span.start..span.end) {
+            Some(t) if !t.trim_end().is_empty() => {
+                Span::new(span.start, span.start + t.trim_end().len())
+            }
+            _ => span,
+        }
     }
 
     fn location(&self, span: Span) -> ir::Location {
@@ -242,7 +257,8 @@ impl Checker<'_> {
                         format!("a test named {name:?} already exists in this action"),
                     )
                     .label("second test of this name")
-                    .secondary(self.file, *first, "first declared here");
+                    .secondary(self.file, *first, "first declared here")
+                    .hint("test names say what each test proves: rename one");
                 self.push(d);
             } else {
                 test_names.insert(name.clone(), t.name.span);
@@ -331,7 +347,8 @@ impl Checker<'_> {
                         format!("input `{}` is declared twice", i.name.name),
                     )
                     .label("second declaration")
-                    .secondary(self.file, *first, "first declared here");
+                    .secondary(self.file, *first, "first declared here")
+                    .hint("remove one, or give it another name");
                 self.push(d);
                 continue;
             }
@@ -351,7 +368,8 @@ impl Checker<'_> {
                         format!("output `{}` is declared twice", o.name.name),
                     )
                     .label("second declaration")
-                    .secondary(self.file, *first, "first declared here");
+                    .secondary(self.file, *first, "first declared here")
+                    .hint("remove one, or give it another name");
                 self.push(d);
                 continue;
             }
@@ -435,13 +453,15 @@ impl Checker<'_> {
                         ast::TypeArg::Str(s) => {
                             let v = self.plain_string(s)?;
                             if values.contains(&v) {
-                                self.err(
-                                    Code::InvalidEnum,
-                                    s.span,
-                                    format!("enum value {v:?} is listed twice"),
-                                )
-                                .primary
-                                .message = "duplicate".into();
+                                let d = self
+                                    .diag(
+                                        Code::InvalidEnum,
+                                        s.span,
+                                        format!("enum value {v:?} is listed twice"),
+                                    )
+                                    .label("listed twice")
+                                    .hint("remove the second one");
+                                self.push(d);
                                 ok = false;
                             } else if v.is_empty() {
                                 self.err(
@@ -455,15 +475,37 @@ impl Checker<'_> {
                             }
                             values.push(v);
                         }
-                        ast::TypeArg::Ident(i) => {
-                            let d = self
-                                .diag(Code::InvalidEnum, i.span, "enum values are strings")
-                                .label("not in quotes")
-                                .hint(format!("write \"{}\"", i.name));
-                            self.push(d);
-                            ok = false;
-                        }
+                        ast::TypeArg::Ident(_) => ok = false,
                     }
+                }
+                // Unquoted values: one diagnostic for the whole list, with the fix written out.
+                let bare: Vec<&ast::Ident> = args
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|a| match a {
+                        ast::TypeArg::Ident(i) => Some(i),
+                        ast::TypeArg::Str(_) => None,
+                    })
+                    .collect();
+                if let (Some(first), Some(last)) = (bare.first(), bare.last()) {
+                    let fixed = args
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|a| match a {
+                            ast::TypeArg::Ident(i) => format!("\"{}\"", i.name),
+                            ast::TypeArg::Str(s) => format!("\"{}\"", s.raw),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let d = self
+                        .diag(
+                            Code::InvalidEnum,
+                            first.span.to(last.span),
+                            "enum values are strings in double quotes",
+                        )
+                        .label("not in quotes")
+                        .hint(format!("write `enum({fixed})`"));
+                    self.push(d);
                 }
                 if values.is_empty() && ok {
                     let d = self
@@ -560,7 +602,7 @@ impl Checker<'_> {
         match template::unescape(self.file, s) {
             Ok(t) => Some(t),
             Err(d) => {
-                self.push(d);
+                self.push(*d);
                 None
             }
         }
@@ -652,10 +694,14 @@ impl Checker<'_> {
             "call" => ir::Namespace::Call,
             "output" => ir::Namespace::Output,
             other => {
-                let hint = did_you_mean(
-                    other,
-                    ["input", "env", "secret", "call", "output"].into_iter(),
-                );
+                let namespaces = ["input", "env", "secret", "call", "output"];
+                if closest(other, namespaces.into_iter()) == Some("input") {
+                    // `inptu.phone` means `input.phone`: it is not an unused input.
+                    if let Some(m) = r.segments.get(1) {
+                        self.used_inputs.insert(m.name.clone());
+                    }
+                }
+                let hint = did_you_mean(other, namespaces.into_iter());
                 let d = self
                     .diag(
                         Code::UnknownReference,
@@ -672,6 +718,9 @@ impl Checker<'_> {
         };
         let member = r.segments.get(1)?;
         if let Some(extra) = r.segments.get(2) {
+            if ns == ir::Namespace::Input {
+                self.used_inputs.insert(member.name.clone());
+            }
             let d = self
                 .diag(
                     Code::UnknownReference,
@@ -687,7 +736,13 @@ impl Checker<'_> {
         match ns {
             ir::Namespace::Input => {
                 if !self.input_names.contains(&name) {
-                    let hint = did_you_mean(&name, self.input_names.iter().map(String::as_str));
+                    let near = closest(&name, self.input_names.iter().map(String::as_str))
+                        .map(str::to_string);
+                    let hint = near.as_ref().map(|n| format!("did you mean `{n}`?"));
+                    if let Some(n) = near {
+                        // A misspelt use is still a use: no "unused input" on top.
+                        self.used_inputs.insert(n);
+                    }
                     let d = self
                         .diag(
                             Code::UnknownInput,
@@ -717,7 +772,11 @@ impl Checker<'_> {
                     return None;
                 }
                 if !self.output_names.contains(&name) {
-                    let hint = did_you_mean(&name, self.output_names.iter().map(String::as_str));
+                    let hint = name_hint(
+                        &name,
+                        self.output_names.iter().map(String::as_str),
+                        "outputs",
+                    );
                     let d = self
                         .diag(
                             Code::UnknownOutput,
@@ -725,7 +784,7 @@ impl Checker<'_> {
                             format!("unknown output `{name}`"),
                         )
                         .label("no output of this name in this action")
-                        .hint_opt(hint);
+                        .hint(hint);
                     self.push(d);
                     return None;
                 }
@@ -751,14 +810,28 @@ impl Checker<'_> {
             ir::Namespace::Secret => {
                 self.secrets.insert(name.clone());
                 if place != Place::Credential {
-                    let where_ = match place {
-                        Place::Say => "in spoken text",
-                        _ => "in the URL, query, body, key or outputs",
+                    let (where_, hint) = match place {
+                        Place::Say => (
+                            "spoken text",
+                            "a secret must never be read out to the caller; remove it from the text".to_string(),
+                        ),
+                        _ if self.site == "a query parameter" => (
+                            self.site,
+                            format!("an API key in the query is a credential: write `auth query \"NAME\" secret.{name}` so it is redacted from logs"),
+                        ),
+                        _ => (
+                            self.site,
+                            format!("send it with `auth` or `header \"NAME\" = secret.{name}`; use `env.{name}` for a value that is not secret"),
+                        ),
                     };
                     let d = self
-                        .diag(Code::SecretMisplaced, r.span, format!("secret `{name}` is used {where_}"))
+                        .diag(
+                            Code::SecretMisplaced,
+                            r.span,
+                            format!("secret `{name}` is used in {where_}"),
+                        )
                         .label("secrets may only be sent in `auth` or `header`")
-                        .hint("a secret placed here could be logged, cached or spoken; use `auth` or `header`, or `env.` for values that are not secret");
+                        .hint(hint);
                     self.push(d);
                     return None;
                 }
@@ -771,7 +844,7 @@ impl Checker<'_> {
         match template::parse(self.file, s) {
             Ok(p) => Some(p),
             Err(d) => {
-                self.push(d);
+                self.push(*d);
                 None
             }
         }
@@ -826,7 +899,8 @@ impl Checker<'_> {
                                     format!("key {k:?} is given twice"),
                                 )
                                 .label("second one")
-                                .secondary(self.file, *first, "first one here");
+                                .secondary(self.file, *first, "first one here")
+                                .hint("a JSON object has each key once: remove one");
                             self.push(d);
                             ok = false;
                         }
@@ -891,6 +965,8 @@ impl Checker<'_> {
         let mut auth = None;
         let mut body: Option<(ir::Body, Span)> = None;
         let mut idempotency_key = None;
+        // Given, even if broken: a broken key is reported once, not again as a missing one.
+        let mut idempotency_given = false;
         let mut timeout: Option<(u64, Span)> = None;
         let mut per_try: Option<(u64, Span)> = None;
         let mut retry: Option<(ir::Retry, Span)> = None;
@@ -911,26 +987,42 @@ impl Checker<'_> {
                 RI::ReadOnly(_) => Some("read_only"),
             };
             if let Some(key) = key {
+                let keyword = match item {
+                    RI::Form(..) => "form",
+                    _ => key,
+                };
+                let span = Self::keyword_span(item.span(), keyword);
                 if let Some(first) = seen.get(key) {
-                    let what = if key == "body" {
-                        "a body (`body` or `form`)"
+                    let (message, hint) = if key == "body" {
+                        (
+                            "this request has two bodies".to_string(),
+                            "a request sends one body: keep one `body { ... }` or `form { ... }`"
+                                .to_string(),
+                        )
                     } else {
-                        key
+                        (
+                            format!("`{key}` is given twice in this request"),
+                            format!("keep one `{key}`"),
+                        )
                     };
                     let d = self
-                        .diag(
-                            Code::DuplicateItem,
-                            item.span(),
-                            format!("this request has {what} twice"),
-                        )
+                        .diag(Code::DuplicateItem, span, message)
                         .label("second one")
-                        .secondary(self.file, *first, "first one here");
+                        .secondary(self.file, *first, "first one here")
+                        .hint(hint);
                     self.push(d);
                     ok = false;
                     continue;
                 }
-                seen.insert(key, item.span());
+                seen.insert(key, span);
             }
+            self.site = match item {
+                RI::Query(_) => "a query parameter",
+                RI::Body(..) => "the body",
+                RI::Form(..) => "the form body",
+                RI::IdempotencyKey(..) => "the idempotency key",
+                _ => "the request",
+            };
             match item {
                 RI::Query(p) => match self.param(p, Place::Request) {
                     Some(p) => query.push(p),
@@ -953,18 +1045,19 @@ impl Checker<'_> {
                     None => ok = false,
                 },
                 RI::IdempotencyKey(e, _) => {
+                    idempotency_given = true;
                     idempotency_key = self.expr(e, Place::Request);
                     ok &= idempotency_key.is_some();
                 }
-                RI::Timeout(d, span) => timeout = self.duration(d).map(|ms| (ms, *span)),
-                RI::PerTry(d, span) => per_try = self.duration(d).map(|ms| (ms, *span)),
+                RI::Timeout(d, span) => timeout = self.duration(d, "timeout").map(|ms| (ms, *span)),
+                RI::PerTry(d, span) => per_try = self.duration(d, "per_try").map(|ms| (ms, *span)),
                 RI::Retry {
                     count,
                     backoff,
                     span,
                 } => {
                     let backoff_ms = match backoff {
-                        Some(b) => self.duration(b),
+                        Some(b) => self.duration(b, "backoff"),
                         None => Some(DEFAULT_BACKOFF_MS),
                     };
                     match (count.value, backoff_ms) {
@@ -1045,7 +1138,7 @@ impl Checker<'_> {
                     .diag(
                         Code::ResponseTooLarge,
                         span,
-                        "max_response is over the 5MB limit",
+                        format!("max_response of {} is over the 5MB limit", fmt_bytes(bytes)),
                     )
                     .label("too large for a live call")
                     .hint("ask the API for less (fields, page size); 2MB or less is recommended");
@@ -1055,7 +1148,10 @@ impl Checker<'_> {
                     .diag(
                         Code::ResponseLarge,
                         span,
-                        "max_response is over the recommended 2MB",
+                        format!(
+                            "max_response of {} is over the recommended 2MB",
+                            fmt_bytes(bytes)
+                        ),
                     )
                     .label("large responses slow the answer")
                     .hint("ask the API for less (fields, page size)");
@@ -1063,7 +1159,7 @@ impl Checker<'_> {
             }
         }
         if let (Some(m), Some((rt, span))) = (method, &retry) {
-            if rt.attempts > 0 && !m.is_idempotent() && idempotency_key.is_none() && !read_only {
+            if rt.attempts > 0 && !m.is_idempotent() && !idempotency_given && !read_only {
                 let d = self
                     .diag(
                         Code::RetryWithoutIdempotencyKey,
@@ -1087,16 +1183,21 @@ impl Checker<'_> {
                 self.push(d);
             }
         }
-        if let (Some(m), Some((_, span))) = (method, &body) {
+        if let (Some(m), Some((b, span))) = (method, &body) {
             if matches!(m, ir::Method::GET | ir::Method::HEAD) {
+                let keyword = match b {
+                    ir::Body::Form { .. } => "form",
+                    _ => "body",
+                };
                 let d = self
                     .diag(
                         Code::InvalidHeader,
-                        *span,
+                        Self::keyword_span(*span, keyword),
                         format!("a {} request cannot carry a body", m.as_str()),
                     )
-                    .label("not sent by servers' rules")
-                    .hint("use query parameters, or POST");
+                    .label(format!("{} requests have no body", m.as_str()))
+                    .secondary(self.file, r.method.span, "the method")
+                    .hint("send the values as `query \"name\" = input.x`, or use POST if the API expects a body");
                 self.push(d);
                 ok = false;
             }
@@ -1122,12 +1223,20 @@ impl Checker<'_> {
         .filter(|_| ok)
     }
 
-    fn duration(&mut self, d: &ast::Duration) -> Option<u64> {
+    /// A duration; zero is refused. `what` names it ("timeout", "backoff", ...).
+    fn duration(&mut self, d: &ast::Duration, what: &str) -> Option<u64> {
         match d.ms {
             Some(0) => {
+                let hint = match what {
+                    "timeout" => "remove `timeout` to use the default of 5s, or give the time the caller can wait, like `3s`",
+                    "backoff" => "write `backoff 100ms`, or leave `backoff` out for the default of 100ms",
+                    "ttl" => "to not cache, remove the `cache` block",
+                    _ => "give a duration longer than zero, like `200ms` or `2s`",
+                };
                 let d = self
-                    .diag(Code::ZeroDuration, d.span, "a duration of zero")
-                    .label("must be longer than zero");
+                    .diag(Code::ZeroDuration, d.span, format!("a {what} of zero"))
+                    .label("must be longer than zero")
+                    .hint(hint);
                 self.push(d);
                 None
             }
@@ -1244,12 +1353,15 @@ impl Checker<'_> {
             }
             K::OAuth2(items) => {
                 let mut token_url = None;
+                let mut token_url_span = a.span;
                 let mut client_id = None;
                 let mut client_secret = None;
                 let mut scope = None;
                 let mut ok = true;
                 for (k, v) in items {
                     let place = if k.name == "token_url" {
+                        self.site = "the token URL";
+                        token_url_span = v.span();
                         Place::Request
                     } else {
                         Place::Credential
@@ -1275,15 +1387,24 @@ impl Checker<'_> {
                     }
                     *slot = e;
                 }
-                if let Some(ir::Expr::Literal(Json::String(u))) = &token_url {
+                let token_url_text = match &token_url {
+                    Some(ir::Expr::Literal(Json::String(u))) => Some(u.as_str()),
+                    Some(ir::Expr::Template(t)) => match t.parts.first() {
+                        Some(ir::Part::Text(u)) => Some(u.as_str()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if let Some(u) = token_url_text {
                     if !u.starts_with("https://") {
                         let d = self
                             .diag(
                                 Code::InvalidUrl,
-                                a.span,
+                                token_url_span,
                                 "the OAuth2 token URL must use https://",
                             )
-                            .label("credentials would travel unencrypted");
+                            .label("the client secret would travel unencrypted")
+                            .hint("write the token URL with https://, for example \"https://auth.example.com/oauth/token\"");
                         self.push(d);
                         ok = false;
                     }
@@ -1298,9 +1419,14 @@ impl Checker<'_> {
                 .map(|(n, _)| *n)
                 .collect();
                 if !missing.is_empty() && ok {
+                    let list = missing
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     let d = self
-                        .diag(Code::MissingItem, Self::keyword_span(a.span, "auth"), format!("OAuth2 client credentials need {}", missing.join(", ")))
-                        .label("incomplete")
+                        .diag(Code::MissingItem, Self::keyword_span(a.span, "auth"), format!("`auth oauth2` needs {list}"))
+                        .label(format!("missing {list}"))
                         .hint("auth oauth2 { token_url \"https://...\" client_id env.ID client_secret secret.SECRET scope \"read\" }");
                     self.push(d);
                 }
@@ -1320,6 +1446,7 @@ impl Checker<'_> {
     /// The URL template: where each reference lands decides its encoding, and nothing but `env`
     /// may stand in the scheme, host or port.
     fn url(&mut self, lit: &ast::StrLit) -> Option<ir::UrlTemplate> {
+        self.site = "the URL";
         let parts = self.template_parts(lit)?;
         let mut ctx = ir::UrlContext::Origin;
         let mut out = Vec::new();
@@ -1343,10 +1470,40 @@ impl Checker<'_> {
                                 .hint("use https://; plain http is refused at run time unless `--allow-private` is given");
                             self.push(d);
                         } else {
+                            // Point at what stands where the scheme should be: another scheme, or
+                            // the host written without one.
+                            let (head, message, hint) = match rest.find("://") {
+                                Some(i) => (
+                                    i + 3,
+                                    format!(
+                                        "the URL uses `{}`; only https:// is allowed",
+                                        &rest[..i + 3]
+                                    ),
+                                    "write \"https://...\"".to_string(),
+                                ),
+                                None => {
+                                    let host = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                                    (
+                                        host,
+                                        "the URL must start with https:// or with an env reference like {env.API_URL}".to_string(),
+                                        if host > 0 && !rest.starts_with('/') {
+                                            format!("write \"https://{}...\"", &rest[..host])
+                                        } else {
+                                            "write the whole URL, for example \"https://api.example.com/v1/items\", or \"{env.API_URL}/v1/items\"".to_string()
+                                        },
+                                    )
+                                }
+                            };
+                            // Offsets in the text are offsets in the literal when nothing was escaped.
+                            let span = if head > 0 && lit.raw.get(..head) == rest.get(..head) {
+                                Span::new(lit.content_start(), lit.content_start() + head)
+                            } else {
+                                lit.span
+                            };
                             let d = self
-                                .diag(Code::InvalidUrl, lit.span, "the URL must start with https:// or with an env reference like {env.API_URL}")
-                                .label("no scheme and host")
-                                .hint("write the whole URL, for example \"https://api.example.com/v1/items\"");
+                                .diag(Code::InvalidUrl, span, message)
+                                .label("no https:// before the host")
+                                .hint(hint);
                             self.push(d);
                             ok = false;
                         }
@@ -1378,10 +1535,21 @@ impl Checker<'_> {
                     let is_env = r.segments.first().is_some_and(|s| s.name == "env");
                     if ctx == ir::UrlContext::Origin && !is_env {
                         let what = ref_text(r);
+                        let hint = if r.segments.first().is_some_and(|s| s.name == "secret") {
+                            "the host must be written out or come from `env.`; secrets go in `auth` or `header`"
+                        } else if idx == 0 {
+                            "write the scheme and host out, or take them from `env.`: \"https://api.example.com/{input.x}\" or \"{env.API_URL}/{input.x}\""
+                        } else {
+                            "the host must be written out or come from `env.`; put call values in the path after a `/`, or in `query \"name\" = ...`"
+                        };
                         let d = self
-                            .diag(Code::ValueInOrigin, r.span, format!("`{what}` could change the URL's scheme, host or port"))
+                            .diag(
+                                Code::ValueInOrigin,
+                                r.span,
+                                format!("`{what}` could change the URL's scheme, host or port"),
+                            )
                             .label("stands before the path starts")
-                            .hint("the host must be fixed or come from `env.`; put call values in the path after a `/`, or in `query \"name\" = ...`");
+                            .hint(hint);
                         self.push(d);
                         ok = false;
                         // Still resolve it, so other mistakes in it are reported too.
@@ -1432,7 +1600,14 @@ impl Checker<'_> {
                 "count" => ir::MappingKind::Count,
                 "first" => ir::MappingKind::First,
                 other => {
-                    let hint = did_you_mean(other, MAPPING_FUNCTIONS.iter().copied());
+                    let hint =
+                        did_you_mean(other, MAPPING_FUNCTIONS.iter().copied()).or_else(|| {
+                            ["size", "len", "length", "number"]
+                                .contains(&other)
+                                .then(|| {
+                                    "to count the matches of a path, use `count(...)`".to_string()
+                                })
+                        });
                     let d = self
                         .diag(
                             Code::UnknownMappingFunction,
@@ -1463,11 +1638,7 @@ impl Checker<'_> {
                     .min(path.span.end.max(start + 1));
                 let d = self
                     .diag(code, Span::new(start, end), e.message)
-                    .label(if e.typing {
-                        "not allowed here by RFC 9535"
-                    } else {
-                        "here"
-                    })
+                    .label(e.label)
                     .hint_opt(e.hint);
                 self.push(d);
                 return None;
@@ -1499,8 +1670,10 @@ impl Checker<'_> {
                                 ty.display()
                             ),
                         )
-                        .label("a bool")
-                        .hint(format!("declare `{output}: bool`"));
+                        .label("gives true or false")
+                        .hint(format!(
+                            "declare `{output}: bool`, or map a value with a plain path"
+                        ));
                     self.push(d);
                     return None;
                 }
@@ -1514,8 +1687,12 @@ impl Checker<'_> {
                                 ty.display()
                             ),
                         )
-                        .label("an int")
-                        .hint(format!("declare `{output}: int`"));
+                        .label("gives a number")
+                        .hint(if *base == ir::Ty::Bool {
+                            format!("to test whether anything matches, use `exists(...)`; or declare `{output}: int`")
+                        } else {
+                            format!("declare `{output}: int`")
+                        });
                     self.push(d);
                     return None;
                 }
@@ -1528,7 +1705,7 @@ impl Checker<'_> {
                             format!("this path can select several nodes, but `{output}` is a single `{}`", ty.display()),
                         )
                         .label("can select several nodes")
-                        .hint(format!("use `first({})`, `count(...)`, `exists(...)`, or declare `{output}: list<{}>`", path.text, ty.display()));
+                        .hint(format!("use `first({})` for the first match, or declare `{output}: list<{}>`", path.text, base.display()));
                     self.push(d);
                     return None;
                 }
@@ -1601,9 +1778,10 @@ impl Checker<'_> {
                     let name = &a.name.name;
                     let Some((_, ty)) = declared.outputs.iter().find(|(o, _)| &o.name.name == name)
                     else {
-                        let hint = did_you_mean(
+                        let hint = name_hint(
                             name,
                             declared.outputs.iter().map(|(o, _)| o.name.name.as_str()),
+                            "outputs",
                         );
                         let d = self
                             .diag(
@@ -1612,7 +1790,7 @@ impl Checker<'_> {
                                 format!("unknown output `{name}`"),
                             )
                             .label("not declared in `output { }`")
-                            .hint_opt(hint);
+                            .hint(hint);
                         self.push(d);
                         ok = false;
                         continue;
@@ -1697,12 +1875,12 @@ impl Checker<'_> {
         for item in &c.items {
             match item {
                 ast::CacheItem::Ttl(d, _) => {
-                    ttl = self.duration(d).or_else(|| {
+                    ttl = self.duration(d, "ttl").or_else(|| {
                         ok = false;
                         None
                     })
                 }
-                ast::CacheItem::StaleIfError(d, _) => stale = self.duration(d),
+                ast::CacheItem::StaleIfError(d, _) => stale = self.duration(d, "stale_if_error"),
                 ast::CacheItem::Scope(s, _) => match s.name.as_str() {
                     "call" => scope = Some(ir::CacheScope::Call),
                     "global" => scope = Some(ir::CacheScope::Global),
@@ -1789,8 +1967,12 @@ impl Checker<'_> {
         request: Option<&ast::Request>,
     ) -> Option<ir::Test> {
         use ast::TestItem as TI;
+        // A misspelt error code is reported on its own; it may have meant `invalid_input`, so
+        // the test's inputs are then not type-checked either.
         let expects_invalid_input = t.items.iter().any(|i| {
-            matches!(i, TI::ExpectError(code, _) if code.name == ir::Reason::InvalidInput.as_str())
+            matches!(i, TI::ExpectError(code, _)
+                if code.name == ir::Reason::InvalidInput.as_str()
+                    || ir::Reason::from_name(&code.name).is_none())
         });
         let mut ok = true;
         let mut inputs = serde_json::Map::new();
@@ -1829,9 +2011,10 @@ impl Checker<'_> {
                         let Some((_, ty)) =
                             declared.inputs.iter().find(|(i, _)| i.name.name == key)
                         else {
-                            let hint = did_you_mean(
+                            let hint = name_hint(
                                 &key,
                                 declared.inputs.iter().map(|(i, _)| i.name.name.as_str()),
+                                "inputs",
                             );
                             let d = self
                                 .diag(
@@ -1840,7 +2023,7 @@ impl Checker<'_> {
                                     format!("unknown input `{key}`"),
                                 )
                                 .label("this action has no such input")
-                                .hint_opt(hint);
+                                .hint(hint);
                             self.push(d);
                             ok = false;
                             continue;
@@ -1991,7 +2174,8 @@ impl Checker<'_> {
                                     ),
                                 )
                                 .label("can never match")
-                                .secondary(self.file, r.method.span, "the request's method");
+                                .secondary(self.file, r.method.span, "the request's method")
+                                .hint(format!("write `expect request {} ...`", r.method.name));
                             self.push(d);
                             ok = false;
                         }
@@ -2163,9 +2347,10 @@ impl Checker<'_> {
                 continue;
             };
             let Some((_, ty)) = declared.outputs.iter().find(|(o, _)| o.name.name == key) else {
-                let hint = did_you_mean(
+                let hint = name_hint(
                     &key,
                     declared.outputs.iter().map(|(o, _)| o.name.name.as_str()),
+                    "outputs",
                 );
                 let d = self
                     .diag(
@@ -2174,7 +2359,7 @@ impl Checker<'_> {
                         format!("unknown output `{key}`"),
                     )
                     .label("this action has no such output")
-                    .hint_opt(hint);
+                    .hint(hint);
                 self.push(d);
                 ok = false;
                 continue;
@@ -2208,6 +2393,19 @@ has_span!(
     ast::Cache
 );
 
+/// "did you mean" when a name is close, otherwise the names there are.
+fn name_hint<'a>(name: &str, names: impl Iterator<Item = &'a str> + Clone, what: &str) -> String {
+    if let Some(h) = did_you_mean(name, names.clone()) {
+        return h;
+    }
+    let all: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+    if all.is_empty() {
+        format!("this action declares no {what}")
+    } else {
+        format!("this action's {what}: {}", all.join(", "))
+    }
+}
+
 fn ref_text(r: &ast::RefExpr) -> String {
     ref_text_n(r, usize::MAX)
 }
@@ -2226,6 +2424,17 @@ fn fmt_ms(ms: u64) -> String {
         format!("{} s", ms / 1000)
     } else {
         format!("{ms} ms")
+    }
+}
+
+fn fmt_bytes(b: u64) -> String {
+    const MB: u64 = 1024 * 1024;
+    if b % MB == 0 {
+        format!("{}MB", b / MB)
+    } else if b % 1024 == 0 {
+        format!("{}KB", b / 1024)
+    } else {
+        format!("{b}B")
     }
 }
 
