@@ -1,0 +1,3 @@
+//! The `.mca` language server.
+pub mod incremental;
+pub mod scan;

@@ -1,0 +1,1556 @@
+//! A tolerant reading of any text, valid or half-typed: the tokens of the compiler's lexer, each
+//! classified by where it stands (keyword, input declared or referred to, type, method, ...), the
+//! outline of each action, and the context at a cursor.
+//!
+//! The compiler's tree holds only the actions that parsed, and the action being edited usually
+//! does not parse. This scanner follows the grammar statement by statement, never fails, and
+//! recovers at every line start and closing brace, so every feature of the server works on what
+//! the user is typing. A test checks it against the compiler's tree on every valid file.
+
+use mca_compiler::ast::Span;
+use mca_compiler::format::{lex, Token, TokenKind};
+
+/// What a block or group is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    Top,
+    Action,
+    Request,
+    OAuth2,
+    Output,
+    /// `on STATUS { ... }` and `fallback { ... }`.
+    Outcome,
+    Cache,
+    Test,
+    ExpectRequest,
+    Value(ValueRole),
+    /// `string(...)` (formats) or `enum(...)` (values).
+    TypeArgs {
+        string: bool,
+    },
+    TypeItem,
+    MappingArgs,
+    Other,
+}
+
+impl Frame {
+    fn is_block(self) -> bool {
+        matches!(
+            self,
+            Frame::Top
+                | Frame::Action
+                | Frame::Request
+                | Frame::OAuth2
+                | Frame::Output
+                | Frame::Outcome
+                | Frame::Cache
+                | Frame::Test
+                | Frame::ExpectRequest
+        )
+    }
+}
+
+/// What the keys and strings of a value mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueRole {
+    /// `input { ... }` of a test: top-level keys are inputs.
+    TestInput,
+    /// `expect { ... }`, `expect fallback { ... }`: top-level keys are outputs.
+    ExpectOutputs,
+    /// Request bodies: strings are templates.
+    Template,
+    Plain,
+}
+
+impl ValueRole {
+    fn nested(self) -> ValueRole {
+        match self {
+            ValueRole::Template => ValueRole::Template,
+            _ => ValueRole::Plain,
+        }
+    }
+}
+
+/// Item keywords that start a statement in each block.
+pub fn item_keywords(frame: Frame) -> &'static [&'static str] {
+    match frame {
+        Frame::Top => &["action"],
+        Frame::Action => &[
+            "description",
+            "input",
+            "request",
+            "output",
+            "say",
+            "on",
+            "fallback",
+            "cache",
+            "invalidates",
+            "test",
+        ],
+        Frame::Request => &[
+            "query",
+            "header",
+            "auth",
+            "body",
+            "form",
+            "idempotency_key",
+            "timeout",
+            "per_try",
+            "retry",
+            "max_response",
+            "read_only",
+        ],
+        Frame::OAuth2 => &["token_url", "client_id", "client_secret", "scope"],
+        Frame::Outcome => &["say"],
+        Frame::Cache => &["ttl", "key", "scope", "stale_if_error"],
+        Frame::Test => &["input", "upstream", "env", "secret", "call", "expect"],
+        Frame::ExpectRequest => &["header", "body"],
+        _ => &[],
+    }
+}
+
+/// Every keyword of the language (none is reserved: each may also be a name).
+pub const KEYWORDS: &[&str] = &[
+    "action",
+    "description",
+    "input",
+    "request",
+    "query",
+    "header",
+    "headers",
+    "auth",
+    "bearer",
+    "basic",
+    "oauth2",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "scope",
+    "body",
+    "form",
+    "idempotency_key",
+    "timeout",
+    "per_try",
+    "retry",
+    "backoff",
+    "max_response",
+    "read_only",
+    "output",
+    "say",
+    "on",
+    "fallback",
+    "cache",
+    "ttl",
+    "key",
+    "stale_if_error",
+    "invalidates",
+    "test",
+    "upstream",
+    "reset",
+    "env",
+    "secret",
+    "call",
+    "expect",
+    "error",
+];
+
+pub const NAMESPACES: &[&str] = &["input", "output", "env", "secret", "call"];
+
+/// A named thing that can be declared and referred to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Sym {
+    Input(String),
+    Output(String),
+    Action(String),
+    Env(String),
+    Secret(String),
+    Call(String),
+}
+
+impl Sym {
+    pub fn name(&self) -> &str {
+        match self {
+            Sym::Input(n)
+            | Sym::Output(n)
+            | Sym::Action(n)
+            | Sym::Env(n)
+            | Sym::Secret(n)
+            | Sym::Call(n) => n,
+        }
+    }
+
+    /// Inputs and outputs belong to one action; the others to the project.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Sym::Input(_) | Sym::Output(_))
+    }
+}
+
+/// What a piece of text is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Keyword,
+    Comment,
+    Str,
+    Number,
+    /// An HTTP status in `on` or `upstream`.
+    Status,
+    Path,
+    Operator,
+    TypeName,
+    Format,
+    EnumValue,
+    Method,
+    MappingFn,
+    ErrorCode,
+    /// `true`, `false`, `null`, cache scopes.
+    Constant,
+    /// `input` in `input.x`.
+    Namespace,
+    /// An object key that names nothing declared.
+    Property,
+    /// A declaration (`decl`) of, or a reference to, a symbol.
+    Sym { sym: Sym, decl: bool },
+}
+
+/// One classified piece of text; marks are sorted and do not overlap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub span: Span,
+    pub kind: Kind,
+    /// The action (index in [`Analysis::actions`]) the mark stands in.
+    pub action: Option<usize>,
+}
+
+/// A declared input or output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decl {
+    pub name: String,
+    pub name_span: Span,
+    /// The whole declaration.
+    pub span: Span,
+}
+
+/// One statement of an action (for the outline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stmt {
+    pub head: String,
+    pub head_span: Span,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActionInfo {
+    pub name: Option<(String, Span)>,
+    pub keyword: Span,
+    pub span: Span,
+    /// The description string, quotes included.
+    pub description: Option<Span>,
+    pub inputs: Vec<Decl>,
+    pub outputs: Vec<Decl>,
+    pub statements: Vec<Stmt>,
+}
+
+impl ActionInfo {
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_ref().map(|(n, _)| n.as_str())
+    }
+}
+
+/// Everything the scanner found in one text.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    pub tokens: Vec<Token>,
+    pub marks: Vec<Mark>,
+    pub actions: Vec<ActionInfo>,
+}
+
+impl Analysis {
+    /// The mark covering `offset` (a cursor just after a mark counts too).
+    pub fn mark_at(&self, offset: usize) -> Option<&Mark> {
+        let i = self.marks.partition_point(|m| m.span.end < offset);
+        let here = self.marks.get(i).filter(|m| m.span.contains(offset));
+        // Prefer the mark starting at the cursor over the one ending there.
+        match (here, self.marks.get(i + 1)) {
+            (Some(m), Some(n)) if m.span.end == offset && n.span.start == offset => Some(n),
+            (Some(m), _) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The action whose text holds `offset`.
+    pub fn action_at(&self, offset: usize) -> Option<usize> {
+        self.actions
+            .iter()
+            .rposition(|a| a.span.start <= offset && offset <= a.span.end)
+    }
+}
+
+/// Reads a whole text.
+pub fn analyze(text: &str) -> Analysis {
+    let tokens = lex(text);
+    let mut s = Scanner::new(text, &tokens);
+    s.run(tokens.len());
+    let (marks, actions) = s.finish();
+    Analysis {
+        tokens,
+        marks,
+        actions,
+    }
+}
+
+/// One element of a statement: a token, a reference, or a nested group (by its opener).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub kind: UnitKind,
+    pub text: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitKind {
+    Word,
+    Ref,
+    Str,
+    Number,
+    Path,
+    Punct,
+    /// An opened group; the frame it opened.
+    Open(Frame),
+    Other,
+}
+
+/// Where a cursor stands.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Enclosing frames, outermost first (always starts with `Top`).
+    pub frames: Vec<Frame>,
+    /// The statement so far in the innermost frame (before the word at the cursor).
+    pub units: Vec<Unit>,
+    /// The word at the cursor starts a new statement.
+    pub new_statement: bool,
+    /// In an object: the cursor stands where a key goes.
+    pub at_key: bool,
+    /// The action the cursor stands in (index in the analysis of the whole text).
+    pub action: Option<usize>,
+}
+
+impl Context {
+    pub fn frame(&self) -> Frame {
+        self.frames.last().copied().unwrap_or(Frame::Top)
+    }
+}
+
+/// The context of a cursor whose word being typed starts at `word_start` (tokens from there on
+/// are not read).
+pub fn context_at(text: &str, tokens: &[Token], word_start: usize) -> Context {
+    let end = tokens.partition_point(|t| t.span.start < word_start);
+    let mut s = Scanner::new(text, tokens);
+    s.run(end);
+    let gap_start = s.prev_end;
+    let newline = text
+        .get(gap_start..word_start)
+        .is_some_and(|g| g.contains('\n'));
+    let st = s.frames.last();
+    let frame = st.map_or(Frame::Top, |f| f.frame);
+    let new_statement = frame.is_block()
+        && st.is_some_and(|f| {
+            f.units.is_empty() || f.ended || (newline && !continues(f.units.last()))
+        });
+    let at_key = st.is_some_and(|f| f.object && f.expect_key);
+    let units = if new_statement {
+        Vec::new()
+    } else {
+        st.map(|f| f.units.clone()).unwrap_or_default()
+    };
+    Context {
+        frames: s.frames.iter().map(|f| f.frame).collect(),
+        units,
+        new_statement,
+        at_key,
+        action: s.cur_action,
+    }
+}
+
+fn continues(last: Option<&Unit>) -> bool {
+    last.is_some_and(|u| u.kind == UnitKind::Punct && matches!(u.text.as_str(), ":" | "=" | "," | "??"))
+}
+
+struct FrameState {
+    frame: Frame,
+    /// The closing bracket expected.
+    close: &'static str,
+    units: Vec<Unit>,
+    /// The statement ended (a nested block closed).
+    ended: bool,
+    /// Objects: a key is expected next.
+    object: bool,
+    expect_key: bool,
+    /// The declaration the current statement makes (`true` for outputs), as an index.
+    decl: Option<(bool, usize)>,
+    /// Index of the current statement in the action's outline.
+    stmt: Option<usize>,
+    /// Type phase of a declaration: after `:` and before `=` or the doc string.
+    in_type: bool,
+}
+
+impl FrameState {
+    fn new(frame: Frame, close: &'static str) -> FrameState {
+        FrameState {
+            frame,
+            close,
+            units: Vec::new(),
+            ended: false,
+            object: close == "}" && matches!(frame, Frame::Value(_)),
+            expect_key: true,
+            decl: None,
+            stmt: None,
+            in_type: false,
+        }
+    }
+}
+
+struct Scanner<'t> {
+    text: &'t str,
+    tokens: &'t [Token],
+    frames: Vec<FrameState>,
+    marks: Vec<Mark>,
+    actions: Vec<ActionInfo>,
+    cur_action: Option<usize>,
+    /// End of the last non-comment token read.
+    prev_end: usize,
+}
+
+impl<'t> Scanner<'t> {
+    fn new(text: &'t str, tokens: &'t [Token]) -> Scanner<'t> {
+        Scanner {
+            text,
+            tokens,
+            frames: vec![FrameState::new(Frame::Top, "")],
+            marks: Vec::new(),
+            actions: Vec::new(),
+            cur_action: None,
+            prev_end: 0,
+        }
+    }
+
+    fn finish(mut self) -> (Vec<Mark>, Vec<ActionInfo>) {
+        let end = self.prev_end;
+        self.end_statement_all(end);
+        if let Some(a) = self.cur_action.and_then(|i| self.actions.get_mut(i)) {
+            a.span.end = a.span.end.max(end);
+        }
+        (self.marks, self.actions)
+    }
+
+    fn mark(&mut self, span: Span, kind: Kind) {
+        if span.is_empty() {
+            return;
+        }
+        // Keep marks sorted and disjoint whatever happens.
+        if self.marks.last().is_some_and(|m| m.span.end > span.start) {
+            return;
+        }
+        self.marks.push(Mark {
+            span,
+            kind,
+            action: self.cur_action,
+        });
+    }
+
+    fn run(&mut self, end: usize) {
+        let mut i = 0;
+        while i < end {
+            let t = self.tokens[i];
+            if t.is_comment() {
+                self.mark(t.span, Kind::Comment);
+                i += 1;
+                continue;
+            }
+            // A reference: word `.` word, with no blanks between.
+            if t.kind == TokenKind::Word {
+                let dot = self.tokens.get(i + 1).filter(|d| {
+                    i + 1 < end && d.is_punct(self.text, ".") && d.span.start == t.span.end
+                });
+                if let Some(dot) = dot {
+                    let mut j = i + 1;
+                    let mut last = dot.span.end;
+                    let mut segments = vec![t.span];
+                    while j < end && self.tokens[j].is_punct(self.text, ".") {
+                        let next = self.tokens.get(j + 1).filter(|w| {
+                            j + 1 < end && w.kind == TokenKind::Word && w.span.start == last
+                        });
+                        match next {
+                            Some(w) => {
+                                segments.push(w.span);
+                                last = w.span.end;
+                                j += 2;
+                                if !self
+                                    .tokens
+                                    .get(j)
+                                    .is_some_and(|d| d.span.start == last && j < end)
+                                {
+                                    break;
+                                }
+                            }
+                            None => {
+                                j += 1;
+                                break;
+                            }
+                        }
+                    }
+                    self.reference(Span::new(t.span.start, last.max(dot.span.end)), &segments);
+                    i = j;
+                    continue;
+                }
+            }
+            self.token(i);
+            i += 1;
+        }
+    }
+
+    fn text_of(&self, span: Span) -> &'t str {
+        self.text.get(span.start..span.end).unwrap_or("")
+    }
+
+    fn reference(&mut self, span: Span, segments: &[Span]) {
+        self.before_unit(span, UnitKind::Ref, "");
+        if let Some(&ns) = segments.first() {
+            self.ref_marks(ns, segments.get(1).copied());
+        }
+        let text = self.text_of(span).to_string();
+        self.push_unit(UnitKind::Ref, text, span);
+        self.value_done();
+    }
+
+    /// Marks of `ns.member` (also inside templates).
+    fn ref_marks(&mut self, ns: Span, member: Option<Span>) {
+        let ns_text = self.text_of(ns);
+        if !NAMESPACES.contains(&ns_text) {
+            return;
+        }
+        self.mark(ns, Kind::Namespace);
+        if let Some(m) = member {
+            let name = self.text_of(m).to_string();
+            let sym = match ns_text {
+                "input" => Sym::Input(name),
+                "output" => Sym::Output(name),
+                "env" => Sym::Env(name),
+                "secret" => Sym::Secret(name),
+                _ => Sym::Call(name),
+            };
+            self.mark(m, Kind::Sym { sym, decl: false });
+        }
+    }
+
+    /// Statement bookkeeping before a unit is added to the innermost frame.
+    fn before_unit(&mut self, span: Span, kind: UnitKind, text: &str) {
+        let gap = self.text.get(self.prev_end..span.start).unwrap_or("");
+        let newline = gap.contains('\n');
+        let Some(f) = self.frames.last() else {
+            return;
+        };
+        if f.frame.is_block() {
+            let prev_keyword = f.units.last().is_some_and(|u| {
+                u.kind == UnitKind::Word && KEYWORDS.contains(&u.text.as_str())
+            });
+            let starts = f.units.is_empty()
+                || f.ended
+                || (newline && !continues(f.units.last()))
+                || (kind == UnitKind::Word
+                    && item_keywords(f.frame).contains(&text)
+                    && !prev_keyword
+                    && !continues(f.units.last()));
+            if starts && !f.units.is_empty() {
+                self.end_statement(self.prev_end);
+            }
+        }
+    }
+
+    fn push_unit(&mut self, kind: UnitKind, text: String, span: Span) {
+        self.prev_end = span.end;
+        if let Some(f) = self.frames.last_mut() {
+            f.units.push(Unit { kind, text, span });
+        }
+        self.extend_statement(span.end);
+    }
+
+    /// Grows the current statement (and its declaration) of every enclosing block to `end`.
+    fn extend_statement(&mut self, end: usize) {
+        let Some(a) = self.cur_action else {
+            return;
+        };
+        for f in &self.frames {
+            if let Some(action) = self.actions.get_mut(a) {
+                if let Some(s) = f.stmt.and_then(|s| action.statements.get_mut(s)) {
+                    s.span.end = s.span.end.max(end);
+                }
+                if let Some((output, d)) = f.decl {
+                    let list = if output {
+                        &mut action.outputs
+                    } else {
+                        &mut action.inputs
+                    };
+                    if let Some(d) = list.get_mut(d) {
+                        d.span.end = d.span.end.max(end);
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_statement(&mut self, _end: usize) {
+        if let Some(f) = self.frames.last_mut() {
+            f.units.clear();
+            f.ended = false;
+            f.decl = None;
+            f.stmt = None;
+            f.in_type = false;
+        }
+    }
+
+    fn end_statement_all(&mut self, end: usize) {
+        while self.frames.len() > 1 {
+            self.close_frame(end);
+        }
+    }
+
+    /// After a value in an object: the next thing is `,` or `}`.
+    fn value_done(&mut self) {
+        if let Some(f) = self.frames.last_mut() {
+            if f.object {
+                f.expect_key = false;
+            }
+        }
+    }
+
+    fn close_frame(&mut self, end: usize) {
+        let Some(f) = self.frames.pop() else {
+            return;
+        };
+        if f.frame == Frame::Action {
+            if let Some(a) = self.cur_action.and_then(|i| self.actions.get_mut(i)) {
+                a.span.end = end;
+            }
+        }
+        if let Some(parent) = self.frames.last_mut() {
+            if f.frame.is_block() {
+                parent.ended = true;
+            }
+        }
+        self.extend_statement(end);
+        self.value_done();
+    }
+
+    fn token(&mut self, i: usize) {
+        let t = self.tokens[i];
+        let text = t.text(self.text);
+        // Closers.
+        if t.kind == TokenKind::Punct && matches!(text, "}" | "]" | ")" | ">") {
+            if let Some(pos) = self.frames.iter().rposition(|f| f.close == text) {
+                while self.frames.len() > pos + 1 {
+                    self.close_frame(t.span.start);
+                }
+                self.prev_end = t.span.end;
+                self.close_frame(t.span.end);
+            } else {
+                self.prev_end = t.span.end;
+            }
+            return;
+        }
+        // An `action` in the first column starts a new action whatever came before, as in the
+        // compiler (an action missing its `}` does not swallow the next).
+        if t.kind == TokenKind::Word
+            && text == "action"
+            && self.frames.len() > 1
+            && (t.span.start == 0 || self.text.as_bytes().get(t.span.start - 1) == Some(&b'\n'))
+        {
+            let end = self.prev_end;
+            while self.frames.len() > 1 {
+                self.close_frame(end);
+            }
+            if let Some(f) = self.frames.last_mut() {
+                f.units.clear();
+                f.ended = false;
+            }
+        }
+        let kind = match t.kind {
+            TokenKind::Word => UnitKind::Word,
+            TokenKind::Str => UnitKind::Str,
+            TokenKind::Number => UnitKind::Number,
+            TokenKind::Path => UnitKind::Path,
+            TokenKind::Punct => UnitKind::Punct,
+            _ => UnitKind::Other,
+        };
+        self.before_unit(t.span, kind, text);
+        // Object bookkeeping.
+        let (is_key, frame) = {
+            let Some(f) = self.frames.last_mut() else {
+                return;
+            };
+            let mut is_key = false;
+            if f.object {
+                match text {
+                    "," if t.kind == TokenKind::Punct => f.expect_key = true,
+                    ":" if t.kind == TokenKind::Punct => f.expect_key = false,
+                    _ if f.expect_key && matches!(kind, UnitKind::Word | UnitKind::Str) => {
+                        is_key = true;
+                    }
+                    _ => {}
+                }
+            }
+            (is_key, f.frame)
+        };
+        let units_before = self.frames.last().map_or(0, |f| f.units.len());
+        let opens = t.kind == TokenKind::Punct && matches!(text, "{" | "[" | "(" | "<");
+        if opens {
+            let new = self.opened_frame(frame, text);
+            self.push_unit(UnitKind::Open(new), text.to_string(), t.span);
+            let close = match text {
+                "{" => "}",
+                "[" => "]",
+                "(" => ")",
+                _ => ">",
+            };
+            self.frames.push(FrameState::new(new, close));
+            return;
+        }
+        if is_key {
+            self.key(t, frame);
+        } else {
+            self.classify(t, frame, units_before);
+        }
+        self.push_unit(kind, text.to_string(), t.span);
+        if !is_key && matches!(kind, UnitKind::Str | UnitKind::Number)
+            || (kind == UnitKind::Word && !is_key)
+        {
+            self.value_done();
+        }
+    }
+
+    /// The kind of group a bracket opens, from the statement it stands in.
+    fn opened_frame(&self, frame: Frame, bracket: &str) -> Frame {
+        let units = self.frames.last().map(|f| f.units.as_slice()).unwrap_or(&[]);
+        let head = units.first().map(|u| u.text.as_str()).unwrap_or("");
+        let word = |k: usize| units.get(k).map(|u| u.text.as_str()).unwrap_or("");
+        let last = units.last().map(|u| u.text.as_str()).unwrap_or("");
+        match bracket {
+            "(" => {
+                return match (frame, self.frames.last().is_some_and(|f| f.in_type)) {
+                    (_, true) | (Frame::TypeItem, _) => Frame::TypeArgs {
+                        string: last == "string",
+                    },
+                    (Frame::Output, false) => Frame::MappingArgs,
+                    _ => Frame::Other,
+                };
+            }
+            "<" => return Frame::TypeItem,
+            "[" => {
+                return match frame {
+                    Frame::Value(r) => Frame::Value(r.nested()),
+                    Frame::Request | Frame::OAuth2 => Frame::Value(ValueRole::Template),
+                    _ => Frame::Value(ValueRole::Plain),
+                };
+            }
+            _ => {}
+        }
+        match frame {
+            Frame::Top if head == "action" => Frame::Action,
+            Frame::Action => match head {
+                "request" => Frame::Request,
+                "output" => Frame::Output,
+                "on" | "fallback" => Frame::Outcome,
+                "cache" => Frame::Cache,
+                "test" => Frame::Test,
+                "input" => Frame::Value(ValueRole::Plain),
+                _ => Frame::Other,
+            },
+            Frame::Request if head == "auth" && last == "oauth2" => Frame::OAuth2,
+            Frame::Request | Frame::OAuth2 => Frame::Value(ValueRole::Template),
+            Frame::Test => match (head, word(1)) {
+                ("input", _) => Frame::Value(ValueRole::TestInput),
+                ("expect", "request") => Frame::ExpectRequest,
+                ("expect", "fallback") => Frame::Value(ValueRole::ExpectOutputs),
+                ("expect", _) if units.len() == 1 => Frame::Value(ValueRole::ExpectOutputs),
+                _ => Frame::Value(ValueRole::Plain),
+            },
+            Frame::Value(r) => Frame::Value(r.nested()),
+            Frame::Top | Frame::Other => Frame::Other,
+            _ => Frame::Value(ValueRole::Plain),
+        }
+    }
+
+    /// An object key.
+    fn key(&mut self, t: Token, frame: Frame) {
+        let role = match frame {
+            Frame::Value(r) => r,
+            _ => ValueRole::Plain,
+        };
+        // Only the top-level keys of `input {}` and `expect {}` name inputs and outputs.
+        let top_level = self.frames.len() >= 2
+            && matches!(
+                self.frames[self.frames.len() - 2].frame,
+                Frame::Test
+            );
+        let (span, name) = match t.kind {
+            TokenKind::Str => {
+                let inner = Span::new(
+                    (t.span.start + 1).min(t.span.end),
+                    t.span.end.saturating_sub(1).max(t.span.start + 1),
+                );
+                (inner, self.text_of(inner).to_string())
+            }
+            _ => (t.span, self.text_of(t.span).to_string()),
+        };
+        let sym = match role {
+            ValueRole::TestInput if top_level => Some(Sym::Input(name)),
+            ValueRole::ExpectOutputs if top_level => Some(Sym::Output(name)),
+            _ => None,
+        };
+        match sym {
+            Some(sym) if is_name(sym.name()) => {
+                if t.kind == TokenKind::Str {
+                    self.mark(Span::new(t.span.start, span.start), Kind::Str);
+                    self.mark(span, Kind::Sym { sym, decl: false });
+                    self.mark(Span::new(span.end, t.span.end), Kind::Str);
+                } else {
+                    self.mark(span, Kind::Sym { sym, decl: false });
+                }
+            }
+            _ => self.mark(t.span, Kind::Property),
+        }
+    }
+
+    /// Classifies one token by the statement it stands in.
+    fn classify(&mut self, t: Token, frame: Frame, n: usize) {
+        let text = t.text(self.text);
+        let (head, u1, last) = {
+            let units = self.frames.last().map(|f| f.units.as_slice()).unwrap_or(&[]);
+            (
+                units.first().map(|u| u.text.clone()).unwrap_or_default(),
+                units.get(1).map(|u| u.text.clone()).unwrap_or_default(),
+                units.last().map(|u| u.text.clone()).unwrap_or_default(),
+            )
+        };
+        let word = t.kind == TokenKind::Word;
+        let is_str = t.kind == TokenKind::Str;
+        // Generic marks first; specific ones below replace them.
+        let generic = match t.kind {
+            TokenKind::Str => Some(Kind::Str),
+            TokenKind::Number => Some(Kind::Number),
+            TokenKind::Path => Some(Kind::Path),
+            TokenKind::Word if matches!(text, "true" | "false" | "null") => Some(Kind::Constant),
+            TokenKind::Punct if matches!(text, "=" | "??" | "?") => Some(Kind::Operator),
+            _ => None,
+        };
+        let in_type = self.frames.last().is_some_and(|f| f.in_type);
+        // Statement heads.
+        if n == 0 && word && frame.is_block() {
+            if item_keywords(frame).contains(&text) {
+                self.mark(t.span, Kind::Keyword);
+                if frame == Frame::Top {
+                    self.begin_action(t);
+                } else {
+                    self.begin_statement(t, frame);
+                }
+                return;
+            }
+            match frame {
+                Frame::Output => {
+                    self.declare(t, true);
+                    return;
+                }
+                Frame::Outcome => {
+                    self.mark(
+                        t.span,
+                        Kind::Sym {
+                            sym: Sym::Output(text.to_string()),
+                            decl: false,
+                        },
+                    );
+                    return;
+                }
+                _ => {}
+            }
+        }
+        // Types: after `:` in a declaration, until `=` or the doc string.
+        if in_type || matches!(frame, Frame::TypeItem | Frame::TypeArgs { .. }) {
+            if let Frame::TypeArgs { string } = frame {
+                if word && string {
+                    self.mark(t.span, Kind::Format);
+                    return;
+                }
+                if is_str {
+                    self.mark(t.span, Kind::EnumValue);
+                    return;
+                }
+            }
+            if word {
+                self.mark(t.span, Kind::TypeName);
+                return;
+            }
+            if text == "=" || is_str {
+                if let Some(f) = self.frames.last_mut() {
+                    f.in_type = false;
+                }
+            } else if t.kind == TokenKind::Punct {
+                if text == "?" {
+                    self.mark(t.span, Kind::Operator);
+                }
+                return;
+            }
+        }
+        let template = |s: &mut Self| {
+            if is_str {
+                s.template(t.span);
+                true
+            } else {
+                false
+            }
+        };
+        match frame {
+            Frame::Top => {
+                if head == "action" && n == 1 && word {
+                    self.declare_action(t);
+                    return;
+                }
+            }
+            Frame::Action => match head.as_str() {
+                "input" if n == 1 && word => {
+                    self.declare(t, false);
+                    return;
+                }
+                "input" if text == ":" && n == 2 => {
+                    if let Some(f) = self.frames.last_mut() {
+                        f.in_type = true;
+                    }
+                    return;
+                }
+                "request" if n == 1 && word => {
+                    self.mark(t.span, Kind::Method);
+                    return;
+                }
+                "request" | "say" if template(self) => return,
+                "on" if t.kind == TokenKind::Number => {
+                    self.mark(t.span, Kind::Status);
+                    return;
+                }
+                "invalidates" if word && n >= 1 => {
+                    self.mark(
+                        t.span,
+                        Kind::Sym {
+                            sym: Sym::Action(text.to_string()),
+                            decl: false,
+                        },
+                    );
+                    return;
+                }
+                "description" if is_str && n == 1 => {
+                    if let Some(a) = self.cur_action.and_then(|a| self.actions.get_mut(a)) {
+                        a.description.get_or_insert(t.span);
+                    }
+                }
+                _ => {}
+            },
+            Frame::Request => match head.as_str() {
+                "query" | "header" if n == 1 && is_str => {}
+                "auth" if n == 1 && word => {
+                    self.mark(t.span, Kind::Keyword);
+                    return;
+                }
+                "auth" if n == 2 && is_str && matches!(u1.as_str(), "header" | "query") => {}
+                "retry" if word && text == "backoff" => {
+                    self.mark(t.span, Kind::Keyword);
+                    return;
+                }
+                _ if template(self) => return,
+                _ => {}
+            },
+            Frame::OAuth2 if template(self) => return,
+            Frame::Output => {
+                if text == ":" && n == 1 {
+                    if let Some(f) = self.frames.last_mut() {
+                        f.in_type = true;
+                    }
+                    return;
+                }
+                if word && !matches!(text, "true" | "false" | "null") && last == "=" {
+                    self.mark(t.span, Kind::MappingFn);
+                    return;
+                }
+            }
+            Frame::MappingArgs => {}
+            Frame::Outcome if head == "say" && template(self) => return,
+            Frame::Cache => {
+                if head == "scope" && word && n == 1 {
+                    self.mark(t.span, Kind::Constant);
+                    return;
+                }
+            }
+            Frame::Test => match head.as_str() {
+                "upstream" if word && matches!(text, "timeout" | "reset" | "headers") => {
+                    self.mark(t.span, Kind::Keyword);
+                    return;
+                }
+                "upstream" if t.kind == TokenKind::Number && n == 1 => {
+                    self.mark(t.span, Kind::Status);
+                    return;
+                }
+                "env" | "secret" if word && n == 1 => {
+                    let sym = if head == "env" {
+                        Sym::Env(text.to_string())
+                    } else {
+                        Sym::Secret(text.to_string())
+                    };
+                    self.mark(t.span, Kind::Sym { sym, decl: false });
+                    return;
+                }
+                "expect" if word && n == 1 => {
+                    if matches!(text, "request" | "fallback" | "error" | "say") {
+                        self.mark(t.span, Kind::Keyword);
+                        return;
+                    }
+                }
+                "expect" if word && n == 2 && u1 == "request" => {
+                    self.mark(t.span, Kind::Method);
+                    return;
+                }
+                "expect" if word && n == 2 && u1 == "error" => {
+                    self.mark(t.span, Kind::ErrorCode);
+                    return;
+                }
+                _ => {}
+            },
+            Frame::Value(ValueRole::Template) if template(self) => return,
+            _ => {}
+        }
+        if let Some(kind) = generic {
+            self.mark(t.span, kind);
+        }
+    }
+
+    fn begin_statement(&mut self, t: Token, frame: Frame) {
+        if frame != Frame::Action {
+            return;
+        }
+        let Some(a) = self.cur_action else {
+            return;
+        };
+        let Some(action) = self.actions.get_mut(a) else {
+            return;
+        };
+        action.statements.push(Stmt {
+            head: t.text(self.text).to_string(),
+            head_span: t.span,
+            span: t.span,
+        });
+        let idx = action.statements.len() - 1;
+        if let Some(f) = self.frames.last_mut() {
+            f.stmt = Some(idx);
+        }
+    }
+
+    fn begin_action(&mut self, t: Token) {
+        self.actions.push(ActionInfo {
+            name: None,
+            keyword: t.span,
+            span: t.span,
+            ..ActionInfo::default()
+        });
+        self.cur_action = Some(self.actions.len() - 1);
+    }
+
+    fn declare_action(&mut self, t: Token) {
+        let name = t.text(self.text).to_string();
+        if let Some(a) = self.cur_action.and_then(|i| self.actions.get_mut(i)) {
+            a.name = Some((name.clone(), t.span));
+        }
+        self.mark(
+            t.span,
+            Kind::Sym {
+                sym: Sym::Action(name),
+                decl: true,
+            },
+        );
+    }
+
+    fn declare(&mut self, t: Token, output: bool) {
+        let name = t.text(self.text).to_string();
+        let sym = if output {
+            Sym::Output(name.clone())
+        } else {
+            Sym::Input(name.clone())
+        };
+        self.mark(t.span, Kind::Sym { sym, decl: true });
+        let Some(a) = self.cur_action else {
+            return;
+        };
+        let Some(action) = self.actions.get_mut(a) else {
+            return;
+        };
+        let start = if output {
+            t.span.start
+        } else {
+            action
+                .statements
+                .last()
+                .map_or(t.span.start, |s| s.span.start)
+        };
+        let decl = Decl {
+            name,
+            name_span: t.span,
+            span: Span::new(start, t.span.end),
+        };
+        let list = if output {
+            &mut action.outputs
+        } else {
+            &mut action.inputs
+        };
+        list.push(decl);
+        let idx = list.len() - 1;
+        if let Some(f) = self.frames.last_mut() {
+            f.decl = Some((output, idx));
+        }
+    }
+
+    /// Marks a template string: text parts, and `{ns.member}` holes as references.
+    fn template(&mut self, span: Span) {
+        let raw = self.text_of(span);
+        let bytes = raw.as_bytes();
+        let mut text_start = 0;
+        let mut i = 1;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => i += 2,
+                b'{' => {
+                    let close = raw[i..].find('}').map(|k| i + k);
+                    let Some(close) = close else {
+                        break;
+                    };
+                    let inner = &raw[i + 1..close];
+                    let lead = inner.len() - inner.trim_start().len();
+                    let trimmed = inner.trim();
+                    let segs: Vec<&str> = trimmed.split('.').collect();
+                    if segs.len() == 2 && segs.iter().all(|s| is_name(s)) {
+                        let ns_start = span.start + i + 1 + lead;
+                        let ns = Span::new(ns_start, ns_start + segs[0].len());
+                        let member = Span::new(ns.end + 1, ns.end + 1 + segs[1].len());
+                        self.mark(Span::new(span.start + text_start, span.start + i), Kind::Str);
+                        self.mark(Span::new(span.start + i, span.start + i + 1), Kind::Operator);
+                        self.ref_marks(ns, Some(member));
+                        self.mark(
+                            Span::new(span.start + close, span.start + close + 1),
+                            Kind::Operator,
+                        );
+                        text_start = close + 1;
+                    }
+                    i = close + 1;
+                }
+                _ => i += 1,
+            }
+        }
+        self.mark(Span::new(span.start + text_start, span.end), Kind::Str);
+    }
+}
+
+/// Whether `s` is a name (`[A-Za-z_][A-Za-z0-9_]*`).
+pub fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Template holes of a string token: `(namespace, member)` spans, for completion inside strings.
+/// Returns the text between the last unclosed `{` before `offset` and `offset`, if any.
+pub fn open_hole(text: &str, string: Span, offset: usize) -> Option<(usize, &str)> {
+    let before = text.get(string.start + 1..offset)?;
+    let bytes = before.as_bytes();
+    let mut open = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'{' => open = Some(i),
+            b'}' => open = None,
+            _ => {}
+        }
+        i += 1;
+    }
+    let o = open?;
+    Some((string.start + 1 + o + 1, before.get(o + 1..)?))
+}
+
+/// The parts of a declaration as written: its type, its value (an input's default, an output's
+/// mapping) and an input's description string (quotes included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeclParts {
+    pub ty: Option<Span>,
+    pub value: Option<Span>,
+    pub doc: Option<Span>,
+}
+
+pub fn decl_parts(text: &str, tokens: &[Token], decl: &Decl) -> DeclParts {
+    let first = tokens.partition_point(|t| t.span.start < decl.name_span.end);
+    let mut parts = DeclParts::default();
+    let mut depth = 0usize;
+    // 0: before `:`, 1: type, 2: value, 3: after the value
+    let mut phase = 0;
+    let code: Vec<&Token> = tokens[first..]
+        .iter()
+        .take_while(|t| t.span.start < decl.span.end)
+        .filter(|t| !t.is_comment())
+        .collect();
+    for (k, t) in code.iter().enumerate() {
+        // Parts of a reference (`input.x`) touch each other.
+        let joined = code
+            .get(k + 1)
+            .is_some_and(|n| n.span.start == t.span.end && (n.is_punct(text, ".") || t.is_punct(text, ".")));
+        let s = t.text(text);
+        let punct = t.kind == TokenKind::Punct;
+        let grow = |p: &mut Option<Span>| *p = Some(p.map_or(t.span, |x| x.to(t.span)));
+        match phase {
+            0 if punct && s == ":" => phase = 1,
+            1 if depth == 0 && punct && s == "=" => phase = 2,
+            1 if depth == 0 && t.kind == TokenKind::Str => {
+                parts.doc = Some(t.span);
+                phase = 3;
+            }
+            1 => grow(&mut parts.ty),
+            2 => {
+                grow(&mut parts.value);
+                // An input's default is one value; an output's mapping runs to the end.
+                let opens = punct && matches!(s, "{" | "[" | "(");
+                if depth == 0 && !opens && !joined && tokens_are_input(decl, text) {
+                    phase = 3;
+                }
+            }
+            3 if depth == 0 && t.kind == TokenKind::Str => parts.doc = Some(t.span),
+            _ => {}
+        }
+        if punct {
+            match s {
+                "{" | "[" | "(" | "<" => depth += 1,
+                "}" | "]" | ")" | ">" => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 && phase == 2 && tokens_are_input(decl, text) {
+                        phase = 3;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    parts
+}
+
+/// Input declarations start with the `input` keyword; output fields with their name.
+fn tokens_are_input(decl: &Decl, text: &str) -> bool {
+    text.get(decl.span.start..decl.name_span.start)
+        .is_some_and(|s| s.trim_start().starts_with("input"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mca_compiler::ast;
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    fn mca_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for e in entries {
+            if e.is_dir() {
+                mca_files(&e, out);
+            } else if e.extension().is_some_and(|x| x == "mca") {
+                out.push(e);
+            }
+        }
+    }
+
+    fn all_files() -> Vec<(PathBuf, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        mca_files(&root.join("examples"), &mut files);
+        mca_files(&root.join("tests/ui"), &mut files);
+        files
+            .into_iter()
+            .map(|f| {
+                let t = std::fs::read_to_string(&f).unwrap_or_default();
+                (f, t)
+            })
+            .collect()
+    }
+
+    type Facts = BTreeSet<(usize, usize, String)>;
+
+    /// What the compiler's tree says: declarations and references, as (start, end, what).
+    #[derive(Default)]
+    struct Tree {
+        facts: Facts,
+    }
+
+    impl Tree {
+        fn add(&mut self, span: ast::Span, what: String) {
+            self.facts.insert((span.start, span.end, what));
+        }
+
+        fn expr(&mut self, e: &ast::Expr) {
+            if let ast::Expr::Ref(r) = e {
+                if let (Some(ns), Some(m)) = (r.segments.first(), r.segments.get(1)) {
+                    if NAMESPACES.contains(&ns.name.as_str()) {
+                        self.add(m.span, format!("{}.{}", ns.name, m.name));
+                    }
+                }
+            }
+        }
+
+        fn value(&mut self, v: &ast::Value) {
+            match v {
+                ast::Value::Object(ms, _) => ms.iter().for_each(|m| self.value(&m.value)),
+                ast::Value::Array(vs, _) => vs.iter().for_each(|v| self.value(v)),
+                ast::Value::Scalar(e) => self.expr(e),
+            }
+        }
+
+        fn keys(&mut self, v: &ast::Value, ns: &str) {
+            if let ast::Value::Object(ms, _) = v {
+                for m in ms {
+                    let (span, name) = match &m.key {
+                        ast::Key::Ident(i) => (i.span, i.name.clone()),
+                        ast::Key::Str(s) => (
+                            ast::Span::new(s.span.start + 1, s.span.end - 1),
+                            s.raw.clone(),
+                        ),
+                    };
+                    if is_name(&name) {
+                        self.add(span, format!("{ns}.{name}"));
+                    }
+                    self.value(&m.value);
+                }
+            }
+        }
+
+        fn file(&mut self, f: &ast::File) {
+            for a in &f.actions {
+                self.add(a.name.span, format!("action {}", a.name.name));
+                for item in &a.items {
+                    match item {
+                        ast::Item::Input(i) => {
+                            self.add(i.name.span, format!("input {}", i.name.name));
+                            if let Some(v) = &i.default {
+                                self.value(v);
+                            }
+                        }
+                        ast::Item::Outputs(o) => {
+                            for f in &o.fields {
+                                self.add(f.name.span, format!("output {}", f.name.name));
+                                if let Some(v) = &f.mapping.default {
+                                    self.value(v);
+                                }
+                            }
+                        }
+                        ast::Item::Request(r) => {
+                            for ri in &r.items {
+                                match ri {
+                                    ast::RequestItem::Query(p) | ast::RequestItem::Header(p) => {
+                                        self.expr(&p.value)
+                                    }
+                                    ast::RequestItem::Auth(a) => match &a.kind {
+                                        ast::AuthKind::Bearer(e)
+                                        | ast::AuthKind::Header(_, e)
+                                        | ast::AuthKind::Query(_, e) => self.expr(e),
+                                        ast::AuthKind::Basic(u, p) => {
+                                            self.expr(u);
+                                            self.expr(p);
+                                        }
+                                        ast::AuthKind::OAuth2(items) => {
+                                            items.iter().for_each(|(_, e)| self.expr(e))
+                                        }
+                                    },
+                                    ast::RequestItem::Body(v, _) | ast::RequestItem::Form(v, _) => {
+                                        self.value(v)
+                                    }
+                                    ast::RequestItem::IdempotencyKey(e, _) => self.expr(e),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        ast::Item::OnStatus(ast::OnStatus { items, .. })
+                        | ast::Item::Fallback(ast::Fallback { items, .. }) => {
+                            for i in items {
+                                if let ast::OutcomeItem::Assign(a) = i {
+                                    self.add(a.name.span, format!("output.{}", a.name.name));
+                                    self.value(&a.value);
+                                }
+                            }
+                        }
+                        ast::Item::Cache(c) => {
+                            for i in &c.items {
+                                if let ast::CacheItem::Key(es, _) = i {
+                                    es.iter().for_each(|e| self.expr(e));
+                                }
+                            }
+                        }
+                        ast::Item::Invalidates(i) => {
+                            for t in &i.targets {
+                                self.add(t.span, format!("action.{}", t.name));
+                            }
+                        }
+                        ast::Item::Test(t) => {
+                            for ti in &t.items {
+                                match ti {
+                                    ast::TestItem::Input(v, _) => self.keys(v, "input"),
+                                    ast::TestItem::ExpectOutputs(v, _)
+                                    | ast::TestItem::ExpectFallback(Some(v), _) => {
+                                        self.keys(v, "output")
+                                    }
+                                    ast::TestItem::Env(n, _, _) => {
+                                        self.add(n.span, format!("env.{}", n.name))
+                                    }
+                                    ast::TestItem::Secret(n, _, _) => {
+                                        self.add(n.span, format!("secret.{}", n.name))
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same facts from the scanner (references inside strings left out: the tree keeps
+    /// strings raw).
+    fn scanned(text: &str, a: &Analysis) -> Facts {
+        let mut facts = Facts::new();
+        let in_string = |span: Span| {
+            a.tokens
+                .iter()
+                .any(|t| t.kind == TokenKind::Str && t.span.start < span.start && span.end < t.span.end)
+        };
+        for m in &a.marks {
+            if let Kind::Sym { sym, decl } = &m.kind {
+                if in_string(m.span) && !matches!(text.get(m.span.start - 1..m.span.start), Some("\"")) {
+                    continue;
+                }
+                let what = match (sym, decl) {
+                    (Sym::Action(n), true) => format!("action {n}"),
+                    (Sym::Input(n), true) => format!("input {n}"),
+                    (Sym::Output(n), true) => format!("output {n}"),
+                    (Sym::Action(n), false) => format!("action.{n}"),
+                    (Sym::Input(n), false) => format!("input.{n}"),
+                    (Sym::Output(n), false) => format!("output.{n}"),
+                    (Sym::Env(n), _) => format!("env.{n}"),
+                    (Sym::Secret(n), _) => format!("secret.{n}"),
+                    (Sym::Call(n), _) => format!("call.{n}"),
+                };
+                facts.insert((m.span.start, m.span.end, what));
+            }
+        }
+        facts
+    }
+
+    #[test]
+    fn scanner_agrees_with_the_compiler_on_valid_files() {
+        let mut checked = 0;
+        for (path, text) in all_files() {
+            let (file, diags) = mca_compiler::syntax::parse(0, &text);
+            if !diags.is_empty() {
+                continue;
+            }
+            checked += 1;
+            let mut tree = Tree::default();
+            tree.file(&file);
+            let a = analyze(&text);
+            let got = scanned(&text, &a);
+            let missing: Vec<_> = tree.facts.difference(&got).collect();
+            let extra: Vec<_> = got.difference(&tree.facts).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "{}: missing {missing:?}\nextra {extra:?}",
+                path.display()
+            );
+            // Action extents and declarations.
+            assert_eq!(a.actions.len(), file.actions.len(), "{}", path.display());
+            for (x, y) in a.actions.iter().zip(&file.actions) {
+                assert_eq!(x.span, y.span, "{}", path.display());
+                for i in &x.inputs {
+                    let decl = y.items.iter().find_map(|it| match it {
+                        ast::Item::Input(d) if d.name.span == i.name_span => Some(d),
+                        _ => None,
+                    });
+                    let Some(decl) = decl else {
+                        panic!("{}: no input {}", path.display(), i.name);
+                    };
+                    assert_eq!(i.span, decl.span, "{}: {}", path.display(), i.name);
+                    let parts = decl_parts(&text, &a.tokens, i);
+                    assert_eq!(parts.ty, Some(decl.ty.span), "{}: {}", path.display(), i.name);
+                    assert_eq!(parts.doc, decl.doc.as_ref().map(|d| d.span));
+                    assert_eq!(parts.value, decl.default.as_ref().map(|d| d.span()));
+                }
+                for o in &x.outputs {
+                    let decl = y.items.iter().find_map(|it| match it {
+                        ast::Item::Outputs(os) => os.fields.iter().find(|f| f.name.span == o.name_span),
+                        _ => None,
+                    });
+                    let Some(decl) = decl else {
+                        panic!("{}: no output {}", path.display(), o.name);
+                    };
+                    assert_eq!(o.span, decl.span, "{}: {}", path.display(), o.name);
+                    let parts = decl_parts(&text, &a.tokens, o);
+                    assert_eq!(parts.ty, Some(decl.ty.span));
+                    assert_eq!(parts.value, Some(decl.mapping.span));
+                }
+                let items: Vec<ast::Span> = y.items.iter().map(|i| i.span()).collect();
+                let stmts: Vec<ast::Span> = x.statements.iter().map(|s| s.span).collect();
+                assert_eq!(stmts, items, "{}", path.display());
+            }
+        }
+        assert!(checked > 10, "only {checked} valid files");
+    }
+
+    #[test]
+    fn templates_holes_are_references() {
+        let text = "action a {\n  input x: string\n  request GET \"https://h/{input.x}/\\{no}\" {\n    header \"A\" = \"{ env.K }\"\n  }\n  say \"{output.y}\"\n  description \"{input.x}\"\n}\n";
+        let a = analyze(text);
+        let refs: Vec<(&str, &Kind)> = a
+            .marks
+            .iter()
+            .filter(|m| matches!(m.kind, Kind::Sym { decl: false, .. } | Kind::Namespace))
+            .map(|m| (&text[m.span.start..m.span.end], &m.kind))
+            .collect();
+        let names: Vec<&str> = refs.iter().map(|r| r.0).collect();
+        assert_eq!(names, ["input", "x", "env", "K", "output", "y"]);
+    }
+
+    #[test]
+    fn half_typed_text_still_has_an_outline() {
+        let text = "action a {\n  input phone: string(phone)\n  input n: int = 3 \"how many\"\n  request GET \"u/{input.\" {\n    query \"p\" = input.\n\naction b {\n  invalidates a,\n";
+        let a = analyze(text);
+        assert_eq!(a.actions.len(), 2);
+        assert_eq!(a.actions[0].name(), Some("a"));
+        let inputs: Vec<&str> = a.actions[0].inputs.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(inputs, ["phone", "n"]);
+        let parts = decl_parts(text, &a.tokens, &a.actions[0].inputs[1]);
+        assert_eq!(parts.ty.map(|s| &text[s.start..s.end]), Some("int"));
+        assert_eq!(parts.value.map(|s| &text[s.start..s.end]), Some("3"));
+        assert_eq!(parts.doc.map(|s| &text[s.start..s.end]), Some("\"how many\""));
+        assert_eq!(a.actions[1].name(), Some("b"));
+        // Contexts.
+        let at = |needle: &str| text.find(needle).map(|i| i + needle.len()).unwrap_or(0);
+        let c = context_at(text, &a.tokens, at("query \"p\" = "));
+        assert_eq!(c.frame(), Frame::Request);
+        assert!(!c.new_statement);
+        let c = context_at(text, &a.tokens, at("invalidates a,"));
+        assert_eq!(c.frame(), Frame::Action);
+        assert_eq!(c.units.first().map(|u| u.text.as_str()), Some("invalidates"));
+        assert_eq!(c.action, Some(1));
+    }
+}
