@@ -2,6 +2,7 @@
 
 mod files;
 mod render;
+mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,6 +41,48 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Run every `test` block offline: upstream requests are answered by an in-process stub.
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Only tests whose name, or whose action's name, contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Execute one action for real and print its response JSON.
+    Run {
+        /// A .mca file or a folder.
+        path: PathBuf,
+        /// The action to run.
+        action: String,
+        /// The inputs, as a JSON object.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Fill `call.id`.
+        #[arg(long)]
+        call_id: Option<String>,
+        /// Fill `call.from`.
+        #[arg(long)]
+        call_from: Option<String>,
+        /// Permit plain http:// and loopback/private upstream addresses.
+        #[arg(long)]
+        allow_private: bool,
+    },
+    /// Serve every action over HTTP until SIGINT or SIGTERM, then drain.
+    Serve {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Also start a built-in demo upstream answering the examples' APIs, so everything works
+        /// offline.
+        #[arg(long)]
+        demo: bool,
+        /// Permit plain http:// and loopback/private upstream addresses.
+        #[arg(long)]
+        allow_private: bool,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,8 +92,8 @@ enum Format {
 }
 
 /// Exit codes of the contract.
-const EXIT_ERRORS: u8 = 1;
-const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_ERRORS: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -61,7 +104,69 @@ fn main() -> ExitCode {
             output,
             format,
         } => check(&paths, format, Some(output)),
+        Command::Test { paths, filter } => {
+            with_sources(&paths, |s| serve::test(s, filter.as_deref()))
+        }
+        Command::Run {
+            path,
+            action,
+            input,
+            call_id,
+            call_from,
+            allow_private,
+        } => with_sources(std::slice::from_ref(&path), |s| {
+            serve::run(
+                s,
+                serve::RunArgs {
+                    action,
+                    input,
+                    allow_private,
+                    call_id,
+                    call_from,
+                },
+            )
+        }),
+        Command::Serve {
+            paths,
+            listen,
+            demo,
+            allow_private,
+        } => with_sources(&paths, |s| {
+            serve::serve(
+                s,
+                serve::ServeArgs {
+                    listen,
+                    demo,
+                    allow_private,
+                },
+            )
+        }),
     }
+}
+
+fn with_sources(
+    paths: &[PathBuf],
+    f: impl FnOnce(&[mca_compiler::Source]) -> ExitCode,
+) -> ExitCode {
+    match files::load(paths) {
+        Ok(s) => f(&s),
+        Err(files::LoadError(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Compiles for a command that executes actions: diagnostics go to stderr only when there are
+/// any, and the IR is returned only when there are no errors.
+pub(crate) fn compile_or_report(
+    sources: &[mca_compiler::Source],
+) -> Option<mca_compiler::ir::Project> {
+    let compilation = mca_compiler::compile(sources);
+    if !compilation.diagnostics.is_empty() {
+        render::human(sources, &compilation.diagnostics);
+    }
+    compilation.ir
 }
 
 fn check(paths: &[PathBuf], format: Format, output: Option<PathBuf>) -> ExitCode {

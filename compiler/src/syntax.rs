@@ -92,11 +92,8 @@ fn split_actions(text: &str) -> Vec<Chunk> {
     let mut max_depth = 0usize;
     let mut i = 0;
     let mut in_action = false;
-    let mut line_start = true;
     while i < bytes.len() {
         let b = bytes[i];
-        let at_line_start = line_start;
-        line_start = b == b'\n' || (line_start && (b == b' ' || b == b'\t' || b == b'\r'));
         match b {
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
                 while i < bytes.len() && bytes[i] != b'\n' {
@@ -127,7 +124,21 @@ fn split_actions(text: &str) -> Vec<Chunk> {
                 depth += 1;
                 max_depth = max_depth.max(depth);
             }
-            b'}' | b']' | b')' if in_action => depth = depth.saturating_sub(1),
+            b'}' | b']' | b')' if in_action => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 && b == b'}' {
+                    // The action is closed: what follows, up to the next `action`, is outside.
+                    if let Some((start, _)) = starts.pop() {
+                        chunks.push(Chunk::Action {
+                            span: Span::new(start, i + 1),
+                            depth: max_depth,
+                        });
+                    }
+                    in_action = false;
+                    i += 1;
+                    continue;
+                }
+            }
             _ => {}
         }
         let is_word_start = i == 0 || !is_ident_byte(bytes[i - 1]);
@@ -153,6 +164,13 @@ fn split_actions(text: &str) -> Vec<Chunk> {
             depth = 0;
             max_depth = 0;
             i += 6;
+            // `action action { ... }`: the second word is the name, not a new action.
+            let after = text[i..].trim_start();
+            if after.starts_with("action")
+                && !after.as_bytes().get(6).is_some_and(|&c| is_ident_byte(c))
+            {
+                i = text.len() - after.len() + 6;
+            }
             continue;
         }
         if !in_action && !b.is_ascii_whitespace() && junk_start.is_none() {
@@ -161,7 +179,6 @@ fn split_actions(text: &str) -> Vec<Chunk> {
         if let Some(last) = starts.last_mut() {
             last.1 = max_depth;
         }
-        let _ = at_line_start;
         i += 1;
     }
     if let Some(j) = junk_start {
@@ -499,9 +516,14 @@ struct Lower<'d> {
 type P<'i> = Pair<'i, Rule>;
 
 impl Lower<'_> {
+    /// The pair's span without trailing blanks (pest includes the whitespace it skipped before
+    /// an optional part that was then absent).
     fn span(&self, p: &P) -> Span {
         let s = p.as_span();
-        Span::new(self.offset + s.start(), self.offset + s.end())
+        let text = p.as_str();
+        let trimmed = text.trim_end_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+        let end = s.start() + trimmed.len();
+        Span::new(self.offset + s.start(), self.offset + end)
     }
 
     fn ident(&self, p: P) -> Ident {
