@@ -29,6 +29,8 @@ pub(crate) struct CacheKey {
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub output: Map<String, Value>,
+    /// The upstream status the outputs were mapped from.
+    pub status: Option<u16>,
 }
 
 pub(crate) struct ActionCache {

@@ -212,7 +212,10 @@ impl Runtime {
                         ran.store(true, Ordering::Relaxed);
                         let f = self.fetch(prep, &inputs, &call, deadline, &attempts).await;
                         match f.outcome {
-                            Fetched::Ok(output) => Ok(Arc::new(Entry { output })),
+                            Fetched::Ok(output) => Ok(Arc::new(Entry {
+                                output,
+                                status: f.status,
+                            })),
                             _ => Err(f),
                         }
                     };
@@ -222,10 +225,14 @@ impl Runtime {
                             if own {
                                 c.store_stale(k.clone(), entry.clone()).await;
                             }
-                            let detail = Detail {
-                                attempts: attempts.load(Ordering::Relaxed),
-                                upstream_status: None,
-                                ..Detail::default()
+                            let detail = if own {
+                                Detail {
+                                    attempts: attempts.load(Ordering::Relaxed),
+                                    upstream_status: entry.status,
+                                    ..Detail::default()
+                                }
+                            } else {
+                                Detail::default()
                             };
                             Ok((entry, !own, detail))
                         }
@@ -245,7 +252,7 @@ impl Runtime {
                     attempts,
                     status,
                 }) => Ok((
-                    Arc::new(Entry { output }),
+                    Arc::new(Entry { output, status }),
                     false,
                     Detail {
                         attempts,

@@ -1,0 +1,118 @@
+//! Values land in requests with the encoding of their place; unplaceable values never leave.
+
+mod common;
+
+use common::*;
+use mca_compiler::ir::{Body, JsonTemplate, Namespace, Param};
+use mca_runtime::stub::{Reply, Stub};
+use serde_json::json;
+
+async fn run(a: mca_compiler::ir::Action, input: serde_json::Value) -> (Stub, serde_json::Value) {
+    let stub = Stub::start(vec![Reply::json(200, json!({"value": "v"}))])
+        .await
+        .unwrap();
+    let server = start(project(vec![a]), config(&stub.url())).await;
+    let (_, body) = call(&server, "a", input, None).await;
+    (stub, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slash_in_a_path_input_never_adds_a_segment() {
+    let mut a = action("a");
+    a.request.url = url("/api/orders/{input.id}/items");
+    let (stub, body) = run(a, json!({"id": "100/234?x=1#f"})).await;
+    assert_eq!(body["status"], "ok");
+    assert_eq!(
+        stub.requests()[0].path,
+        "/api/orders/100%2F234%3Fx=1%23f/items"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dot_dot_path_input_is_refused_before_any_request() {
+    let mut a = action("a");
+    a.request.url = url("/api/orders/{input.id}");
+    let (stub, body) = run(a, json!({"id": ".."})).await;
+    assert_eq!(body["status"], "fallback");
+    assert_eq!(body["reason"], "invalid_request");
+    assert_eq!(stub.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_values_are_query_encoded() {
+    let mut a = action("a");
+    a.request.query.push(Param {
+        name: "q".into(),
+        value: input_ref("id"),
+    });
+    let (stub, _) = run(a, json!({"id": "a b&c=d+e/é"})).await;
+    assert_eq!(
+        stub.requests()[0].path,
+        "/thing?q=a%20b%26c%3Dd%2Be%2F%C3%A9"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_header_value_with_a_line_break_is_refused_before_any_request() {
+    let mut a = action("a");
+    a.request.headers.push(Param {
+        name: "X-Note".into(),
+        value: input_ref("id"),
+    });
+    let (stub, body) = run(a, json!({"id": "ok\r\nX-Injected: 1"})).await;
+    assert_eq!(body["status"], "fallback");
+    assert_eq!(body["reason"], "invalid_request");
+    assert_eq!(stub.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_bodies_are_built_as_values_never_spliced() {
+    let mut a = post_action("a");
+    a.inputs.push(mca_compiler::ir::Input {
+        name: "n".into(),
+        ty: mca_compiler::ir::Ty::Int,
+        default: Some(json!(3)),
+        description: None,
+    });
+    a.request.body = Some(Body::Json {
+        template: JsonTemplate::Object(vec![
+            ("id".into(), JsonTemplate::Ref(r(Namespace::Input, "id"))),
+            ("n".into(), JsonTemplate::Ref(r(Namespace::Input, "n"))),
+            (
+                "label".into(),
+                JsonTemplate::Template(template(vec![
+                    text("#"),
+                    mca_compiler::ir::Part::Ref(r(Namespace::Input, "id")),
+                ])),
+            ),
+            ("fixed".into(), JsonTemplate::Literal(json!([1, true]))),
+        ]),
+    });
+    let evil = "x\", \"admin\": true, \"y\": \"";
+    let (stub, body) = run(a, json!({ "id": evil })).await;
+    assert_eq!(body["status"], "ok");
+    let req = &stub.requests()[0];
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(
+        req.json().unwrap(),
+        json!({"id": evil, "n": 3, "label": format!("#{evil}"), "fixed": [1, true]})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn form_bodies_are_form_encoded() {
+    let mut a = post_action("a");
+    a.request.body = Some(Body::Form {
+        fields: vec![Param {
+            name: "id".into(),
+            value: input_ref("id"),
+        }],
+    });
+    let (stub, _) = run(a, json!({"id": "a&b=c"})).await;
+    let req = &stub.requests()[0];
+    assert_eq!(
+        req.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(&req.body[..], b"id=a%26b%3Dc");
+}
