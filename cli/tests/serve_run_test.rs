@@ -1,0 +1,328 @@
+//! `mca test`, `mca run` and `mca serve` as users call them: real processes, real HTTP on loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mca"));
+    c.current_dir(repo())
+        .env("NO_COLOR", "1")
+        .env_remove("MCA_TOKEN");
+    c
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn mca(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run mca: {e}"))
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mca-cmd-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("a.mca"), text).unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+#[test]
+fn test_command_passes_every_example_and_ends_with_the_counts() {
+    let out = mca(&["test", "examples"]);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = text.lines().last().unwrap_or_default();
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+    assert!(
+        text.contains("ok     lookup_customer › known caller"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_expected_and_actual_and_its_source_line() {
+    let canonical =
+        std::fs::read_to_string(repo().join("examples/order_status.mca")).unwrap_or_default();
+    let wrong = canonical.replace(
+        r#"expect { status: "shipped""#,
+        r#"expect { status: "delivered""#,
+    );
+    let dir = scratch("wrong", &wrong);
+    let out = mca(&["test", dir.to_str().unwrap_or_default()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAILED order_status › shipped order"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"`status` is "shipped", expected "delivered""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"expect { status: "delivered""#),
+        "the failing line is shown: {text}"
+    );
+    assert!(
+        text.lines().last().unwrap_or_default() == "1 passed, 1 failed",
+        "{text}"
+    );
+}
+
+#[test]
+fn test_filter_runs_only_matching_tests() {
+    let out = mca(&["test", "examples", "--filter", "crm down"]);
+    assert_eq!(stdout(&out).lines().last(), Some("1 passed, 0 failed"));
+}
+
+#[test]
+fn run_refuses_invalid_input_before_any_request_and_exits_1() {
+    let out = bin()
+        .args([
+            "run",
+            "examples/lookup_customer.mca",
+            "lookup_customer",
+            "--input",
+            r#"{"phone": "not a phone"}"#,
+        ])
+        .env("CRM_BASE_URL", "https://crm.invalid")
+        .env("CRM_TOKEN", "t0ps3cret")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(v["error"]["code"], "invalid_input");
+    assert_eq!(v["error"]["field"], "phone");
+    assert!(!stdout(&out).contains("t0ps3cret"));
+}
+
+#[test]
+fn run_lists_missing_environment_variables() {
+    let out = bin()
+        .args([
+            "run",
+            "examples/lookup_customer.mca",
+            "lookup_customer",
+            "--input",
+            r#"{"phone": "+4930123456"}"#,
+        ])
+        .env_remove("CRM_BASE_URL")
+        .env_remove("CRM_TOKEN")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CRM_BASE_URL") && err.contains("CRM_TOKEN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_refuses_a_loopback_upstream_without_allow_private() {
+    let out = bin()
+        .args([
+            "run",
+            "examples/lookup_customer.mca",
+            "lookup_customer",
+            "--input",
+            r#"{"phone": "+4930123456"}"#,
+        ])
+        .env("CRM_BASE_URL", "https://127.0.0.1:9")
+        .env("CRM_TOKEN", "t")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The action has a fallback: the caller hears it, with the reason.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(v["status"], "fallback");
+    assert_eq!(v["reason"], "blocked");
+}
+
+/// A running `mca serve`, killed on drop.
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(args: &[&str]) -> Served {
+    let mut child = bin()
+        .arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let Some(Ok(line)) = lines.next() else {
+            panic!("mca serve exited before serving");
+        };
+        if let Some(rest) = line
+            .split(" on http://")
+            .nth(1)
+            .filter(|_| line.starts_with("serving"))
+        {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Served { child, addr }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns (status, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap_or_default();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap_or_default();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Chunked bodies: take the JSON between the first `{`/`[` and the last `}`/`]`.
+    let start = body.find(['{', '[']).unwrap_or(0);
+    let end = body.rfind(['}', ']']).map_or(body.len(), |e| e + 1);
+    (status, body.get(start..end).unwrap_or_default().to_string())
+}
+
+#[test]
+fn serve_demo_answers_the_canonical_examples_offline() {
+    let s = serve(&[
+        "examples/lookup_customer.mca",
+        "examples/order_status.mca",
+        "examples/create_ticket.mca",
+        "--demo",
+    ]);
+    let (status, body) = http(
+        &s.addr,
+        "POST",
+        "/actions/lookup_customer",
+        &[("X-Call-Id", "call-1")],
+        r#"{"phone": "+4930123456"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["output"]["name"], "Max Mustermann");
+    assert_eq!(v["say"], "Found Max Mustermann from Beispiel GmbH.");
+
+    let (_, body) = http(
+        &s.addr,
+        "POST",
+        "/actions/lookup_customer",
+        &[("X-Call-Id", "call-1")],
+        r#"{"phone": "+4930123456"}"#,
+    );
+    assert!(body.contains(r#""cached":true"#), "{body}");
+
+    let (status, body) = http(
+        &s.addr,
+        "POST",
+        "/actions/order_status",
+        &[],
+        r#"{"order_number": "100234"}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""carrier":"DHL""#), "{body}");
+
+    let (status, body) = http(
+        &s.addr,
+        "POST",
+        "/actions/lookup_customer",
+        &[],
+        r#"{"phone": 12}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = http(&s.addr, "POST", "/actions/nope", &[], "{}");
+    assert_eq!(status, 404);
+    let (status, _) = http(&s.addr, "DELETE", "/calls/call-1", &[], "");
+    assert_eq!(status, 204);
+    let (status, body) = http(&s.addr, "GET", "/actions", &[], "");
+    assert_eq!(status, 200);
+    assert!(body.contains("lookup_customer"));
+    let (status, _) = http(&s.addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn serve_stops_on_sigterm() {
+    let mut s = serve(&["examples/lookup_customer.mca", "--demo"]);
+    let pid = s.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .map(|st| st.success());
+    assert_eq!(killed.ok(), Some(true));
+    let mut waited = None;
+    for _ in 0..100 {
+        if let Ok(Some(st)) = s.child.try_wait() {
+            waited = Some(st);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        waited.and_then(|st| st.code()),
+        Some(0),
+        "exits cleanly after draining"
+    );
+}
