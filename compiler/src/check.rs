@@ -71,6 +71,8 @@ pub fn check_action(cx: &mut Ctx, action: &ast::Action) -> Option<ir::Action> {
         input_names: Vec::new(),
         output_names: Vec::new(),
         site: "the request",
+        in_request: false,
+        request_inputs: Vec::new(),
     };
     let ir = ck.action(cx.file_name, action);
     cx.diags.append(&mut ck.diags);
@@ -95,6 +97,9 @@ struct Checker<'a> {
     output_names: Vec<String>,
     /// Where the request expression being checked stands, in words ("the URL", "the body").
     site: &'static str,
+    /// While checking the request: the inputs it sends (a cache key must hold them all).
+    in_request: bool,
+    request_inputs: Vec<(String, Span)>,
 }
 
 impl Checker<'_> {
@@ -165,7 +170,21 @@ impl Checker<'_> {
         }
 
         let description_text = match description {
-            Some(d) => self.plain_string(&d.text),
+            Some(d) => {
+                let text = self.plain_string(&d.text);
+                if text.as_ref().is_some_and(|t| t.trim().is_empty()) {
+                    let d = self
+                        .diag(
+                            Code::MissingDescription,
+                            d.text.span,
+                            format!("action `{}` has an empty description", action.name.name),
+                        )
+                        .label("empty")
+                        .hint("assistants choose tools by their description: say what the action does and when to use it");
+                    self.push(d);
+                }
+                text
+            }
             None => {
                 self.push(
                     self.diag(
@@ -186,7 +205,12 @@ impl Checker<'_> {
         let declared = self.declare(&inputs, outputs);
 
         let request_ir = match request {
-            Some(r) => self.request(r),
+            Some(r) => {
+                self.in_request = true;
+                let ir = self.request(r);
+                self.in_request = false;
+                ir
+            }
             None => {
                 self.push(
                     self.diag(
@@ -212,8 +236,29 @@ impl Checker<'_> {
             .map(|(o, _)| o.name.name.as_str())
             .collect();
         let mut on_ir = Vec::new();
+        let mut handled: Vec<(ir::StatusRange, Span)> = Vec::new();
         for o in &on_status {
             let statuses = self.statuses(&o.statuses);
+            // A status an earlier `on` already handles never reaches this block.
+            for (range, lit) in statuses.iter().flatten().zip(&o.statuses) {
+                let earlier = handled
+                    .iter()
+                    .find(|(h, _)| h.from <= range.from && range.to <= h.to)
+                    .map(|(_, span)| *span);
+                if let Some(earlier) = earlier {
+                    let d = self
+                        .diag(
+                            Code::DuplicateItem,
+                            lit.span,
+                            format!("status `{}` is already handled by an earlier `on`", lit.text),
+                        )
+                        .label("never reaches this block")
+                        .secondary(self.file, earlier, "handled here first")
+                        .hint("`on` blocks are tried in order: put specific statuses like `on 404` before classes like `on 4xx`, and handle each status once");
+                    self.push(d);
+                }
+                handled.push((*range, lit.span));
+            }
             let outcome = self.outcome(&o.items, &declared, &required, o.span, "on");
             if let (Some(statuses), Some(outcome)) = (statuses, outcome) {
                 on_ir.push(ir::StatusHandler { statuses, outcome });
@@ -757,6 +802,9 @@ impl Checker<'_> {
                     return None;
                 }
                 self.used_inputs.insert(name.clone());
+                if self.in_request && !self.request_inputs.iter().any(|(n, _)| *n == name) {
+                    self.request_inputs.push((name.clone(), member.span));
+                }
             }
             ir::Namespace::Output => {
                 if place != Place::Say {
@@ -1479,7 +1527,13 @@ impl Checker<'_> {
                                         "the URL uses `{}`; only https:// is allowed",
                                         &rest[..i + 3]
                                     ),
-                                    "write \"https://...\"".to_string(),
+                                    if rest[..i].eq_ignore_ascii_case("https")
+                                        || rest[..i].eq_ignore_ascii_case("http")
+                                    {
+                                        "write the scheme in lowercase: \"https://...\"".to_string()
+                                    } else {
+                                        "write \"https://...\"".to_string()
+                                    },
                                 ),
                                 None => {
                                     let host = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -1512,7 +1566,8 @@ impl Checker<'_> {
                             if host.is_empty() && parts.len() == 1 {
                                 let d = self
                                     .diag(Code::InvalidUrl, lit.span, "the URL has no host")
-                                    .label("missing host");
+                                    .label("missing host")
+                                    .hint("write the host after https://, for example \"https://api.example.com/v1/items\"");
                                 self.push(d);
                                 ok = false;
                             }
@@ -1693,6 +1748,28 @@ impl Checker<'_> {
                         } else {
                             format!("declare `{output}: int`")
                         });
+                    self.push(d);
+                    return None;
+                }
+                ir::MappingKind::First if base.is_list() => {
+                    let item = match base {
+                        ir::Ty::List { item } => item.display(),
+                        other => other.display(),
+                    };
+                    let d = self
+                        .diag(
+                            Code::MappingType,
+                            func_span,
+                            format!(
+                                "`first(...)` gives one value, but `{output}` is `{}`",
+                                ty.display()
+                            ),
+                        )
+                        .label("gives one value")
+                        .hint(format!(
+                            "map the whole list with the plain path `{}`, or declare `{output}: {item}`",
+                            path.text
+                        ));
                     self.push(d);
                     return None;
                 }
@@ -1946,6 +2023,50 @@ impl Checker<'_> {
                 ok = false;
             }
         }
+        // Every input the request sends must be in the key, or one caller's answer is served
+        // for another input.
+        if ok {
+            let key_span = c
+                .items
+                .iter()
+                .find_map(|i| match i {
+                    ast::CacheItem::Key(_, span) => Some(*span),
+                    _ => None,
+                })
+                .unwrap_or_else(|| Self::keyword_span(c.span, "cache"));
+            let missing: Vec<(String, Span)> = self
+                .request_inputs
+                .iter()
+                .filter(|(n, _)| !key.contains(n))
+                .cloned()
+                .collect();
+            if let Some((first, first_span)) = missing.first() {
+                let list = missing
+                    .iter()
+                    .map(|(n, _)| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let full = key
+                    .iter()
+                    .chain(missing.iter().map(|(n, _)| n))
+                    .map(|n| format!("input.{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let d = self
+                    .diag(
+                        Code::MissingItem,
+                        key_span,
+                        format!("the cache key leaves out {list}, which the request sends"),
+                    )
+                    .label(format!(
+                        "the answer for one `{first}` would be served for another"
+                    ))
+                    .secondary(self.file, *first_span, "sent to the API here")
+                    .hint(format!("write `key {full}`"));
+                self.push(d);
+                ok = false;
+            }
+        }
         if !ok {
             return None;
         }
@@ -2110,6 +2231,16 @@ impl Checker<'_> {
                     }
                 }
                 TI::Call(v, _) => {
+                    let key_span = |k: &str| match v {
+                        ast::Value::Object(members, _) => members
+                            .iter()
+                            .find(|m| match &m.key {
+                                ast::Key::Ident(i) => i.name == k,
+                                ast::Key::Str(s) => s.raw == k,
+                            })
+                            .map_or(v.span(), |m| m.key.span()),
+                        _ => v.span(),
+                    };
                     if let Some(Json::Object(map)) = self.literal(v, "a call value") {
                         for (k, val) in map {
                             let s = match val {
@@ -2120,13 +2251,18 @@ impl Checker<'_> {
                                 "id" => call_id = Some(s),
                                 "from" => call_from = Some(s),
                                 other => {
+                                    let hint = did_you_mean(other, CALL_MEMBERS.iter().copied())
+                                        .unwrap_or_else(|| {
+                                            "a test call has `id` and `from`".into()
+                                        });
                                     let d = self
                                         .diag(
                                             Code::UnknownReference,
-                                            v.span(),
+                                            key_span(other),
                                             format!("`call` has no member `{other}`"),
                                         )
-                                        .label("expected `id` or `from`");
+                                        .label("expected `id` or `from`")
+                                        .hint(hint);
                                     self.push(d);
                                     ok = false;
                                 }

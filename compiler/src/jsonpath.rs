@@ -277,8 +277,10 @@ fn open_call_before(path: &str, pos: usize) -> Option<(&str, usize)> {
     let open = *stack.last()?;
     let head = &path[..open];
     let start = head
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let name = &head[start..];
     (!name.is_empty()).then_some((name, start))
 }
@@ -648,6 +650,35 @@ mod tests {
             let e = err(p);
             assert!(!e.message.contains('_'), "{p}: {e:?}");
             assert!(!e.message.contains("ALPHA"), "{p}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn no_input_panics_and_every_error_lies_inside_the_path() {
+        let seeds = [
+            "$.a[?length(@.b, @.c) > 1]",
+            "$.é[?contains(@.ü, 'x')]",
+            "$.data[0].tickets[?@.status == 'open' && count(@.x[*]) > 1]",
+            "$..a[?match(@.b, 'x') == true]",
+            "$['a', 'b'][1:3:0]",
+            "$.a[?(@.b = 'c')]",
+        ];
+        let inserts = ["(", ")", ",", "é", "'", "[", "]", "=", "?", "@", ".", "ü("];
+        for seed in seeds {
+            let chars: Vec<char> = seed.chars().collect();
+            for cut in 0..=chars.len() {
+                for ins in inserts {
+                    let mut p: String = chars[..cut].iter().collect();
+                    p.push_str(ins);
+                    p.extend(chars[cut..].iter());
+                    for q in [p.clone(), chars[..cut].iter().collect()] {
+                        if let Err(e) = check(&q) {
+                            assert!(e.start <= e.end && e.end <= q.len(), "{q}: {e:?}");
+                            assert!(q.is_char_boundary(e.start) && q.is_char_boundary(e.end));
+                        }
+                    }
+                }
+            }
         }
     }
 
