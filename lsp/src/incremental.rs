@@ -90,13 +90,9 @@ impl Diagnostics {
                 }
             };
             names_used.insert(p.text.to_string(), name.clone());
-            declared.push(name.map(|(n, s)| {
-                (
-                    n,
-                    p.file,
-                    Span::new(s.start + p.start, s.end + p.start),
-                )
-            }));
+            declared.push(
+                name.map(|(n, s)| (n, p.file, Span::new(s.start + p.start, s.end + p.start))),
+            );
         }
         self.names = names_used;
 
@@ -379,8 +375,17 @@ mod tests {
             (seed % n.max(1) as u64) as usize
         };
         let inserts = [
-            "}", "{", "action", "\naction dup {\n", "\"", "/*", "invalidates x\n", "input.", " ",
-            "action lookup_customer {}\n", "ü",
+            "}",
+            "{",
+            "action",
+            "\naction dup {\n",
+            "\"",
+            "/*",
+            "invalidates x\n",
+            "input.",
+            " ",
+            "action lookup_customer {}\n",
+            "ü",
         ];
         for project in projects() {
             let mut cache = Diagnostics::new();

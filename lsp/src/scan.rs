@@ -209,7 +209,10 @@ pub enum Kind {
     /// An object key that names nothing declared.
     Property,
     /// A declaration (`decl`) of, or a reference to, a symbol.
-    Sym { sym: Sym, decl: bool },
+    Sym {
+        sym: Sym,
+        decl: bool,
+    },
 }
 
 /// One classified piece of text; marks are sorted and do not overlap.
@@ -372,7 +375,9 @@ pub fn context_at(text: &str, tokens: &[Token], word_start: usize) -> Context {
 }
 
 fn continues(last: Option<&Unit>) -> bool {
-    last.is_some_and(|u| u.kind == UnitKind::Punct && matches!(u.text.as_str(), ":" | "=" | "," | "??"))
+    last.is_some_and(|u| {
+        u.kind == UnitKind::Punct && matches!(u.text.as_str(), ":" | "=" | "," | "??")
+    })
 }
 
 struct FrameState {
@@ -550,9 +555,10 @@ impl<'t> Scanner<'t> {
             return;
         };
         if f.frame.is_block() {
-            let prev_keyword = f.units.last().is_some_and(|u| {
-                u.kind == UnitKind::Word && KEYWORDS.contains(&u.text.as_str())
-            });
+            let prev_keyword = f
+                .units
+                .last()
+                .is_some_and(|u| u.kind == UnitKind::Word && KEYWORDS.contains(&u.text.as_str()));
             let starts = f.units.is_empty()
                 || f.ended
                 || (newline && !continues(f.units.last()))
@@ -720,16 +726,18 @@ impl<'t> Scanner<'t> {
             self.classify(t, frame, units_before);
         }
         self.push_unit(kind, text.to_string(), t.span);
-        if !is_key && matches!(kind, UnitKind::Str | UnitKind::Number)
-            || (kind == UnitKind::Word && !is_key)
-        {
+        if !is_key && matches!(kind, UnitKind::Str | UnitKind::Number | UnitKind::Word) {
             self.value_done();
         }
     }
 
     /// The kind of group a bracket opens, from the statement it stands in.
     fn opened_frame(&self, frame: Frame, bracket: &str) -> Frame {
-        let units = self.frames.last().map(|f| f.units.as_slice()).unwrap_or(&[]);
+        let units = self
+            .frames
+            .last()
+            .map(|f| f.units.as_slice())
+            .unwrap_or(&[]);
         let head = units.first().map(|u| u.text.as_str()).unwrap_or("");
         let word = |k: usize| units.get(k).map(|u| u.text.as_str()).unwrap_or("");
         let last = units.last().map(|u| u.text.as_str()).unwrap_or("");
@@ -787,10 +795,7 @@ impl<'t> Scanner<'t> {
         };
         // Only the top-level keys of `input {}` and `expect {}` name inputs and outputs.
         let top_level = self.frames.len() >= 2
-            && matches!(
-                self.frames[self.frames.len() - 2].frame,
-                Frame::Test
-            );
+            && matches!(self.frames[self.frames.len() - 2].frame, Frame::Test);
         let (span, name) = match t.kind {
             TokenKind::Str => {
                 let inner = Span::new(
@@ -824,7 +829,11 @@ impl<'t> Scanner<'t> {
     fn classify(&mut self, t: Token, frame: Frame, n: usize) {
         let text = t.text(self.text);
         let (head, u1, last) = {
-            let units = self.frames.last().map(|f| f.units.as_slice()).unwrap_or(&[]);
+            let units = self
+                .frames
+                .last()
+                .map(|f| f.units.as_slice())
+                .unwrap_or(&[]);
             (
                 units.first().map(|u| u.text.clone()).unwrap_or_default(),
                 units.get(1).map(|u| u.text.clone()).unwrap_or_default(),
@@ -908,11 +917,9 @@ impl<'t> Scanner<'t> {
             }
         };
         match frame {
-            Frame::Top => {
-                if head == "action" && n == 1 && word {
-                    self.declare_action(t);
-                    return;
-                }
+            Frame::Top if head == "action" && n == 1 && word => {
+                self.declare_action(t);
+                return;
             }
             Frame::Action => match head.as_str() {
                 "input" if n == 1 && word => {
@@ -980,11 +987,9 @@ impl<'t> Scanner<'t> {
             }
             Frame::MappingArgs => {}
             Frame::Outcome if head == "say" && template(self) => return,
-            Frame::Cache => {
-                if head == "scope" && word && n == 1 {
-                    self.mark(t.span, Kind::Constant);
-                    return;
-                }
+            Frame::Cache if head == "scope" && word && n == 1 => {
+                self.mark(t.span, Kind::Constant);
+                return;
             }
             Frame::Test => match head.as_str() {
                 "upstream" if word && matches!(text, "timeout" | "reset" | "headers") => {
@@ -1134,8 +1139,14 @@ impl<'t> Scanner<'t> {
                         let ns_start = span.start + i + 1 + lead;
                         let ns = Span::new(ns_start, ns_start + segs[0].len());
                         let member = Span::new(ns.end + 1, ns.end + 1 + segs[1].len());
-                        self.mark(Span::new(span.start + text_start, span.start + i), Kind::Str);
-                        self.mark(Span::new(span.start + i, span.start + i + 1), Kind::Operator);
+                        self.mark(
+                            Span::new(span.start + text_start, span.start + i),
+                            Kind::Str,
+                        );
+                        self.mark(
+                            Span::new(span.start + i, span.start + i + 1),
+                            Kind::Operator,
+                        );
                         self.ref_marks(ns, Some(member));
                         self.mark(
                             Span::new(span.start + close, span.start + close + 1),
@@ -1203,9 +1214,9 @@ pub fn decl_parts(text: &str, tokens: &[Token], decl: &Decl) -> DeclParts {
         .collect();
     for (k, t) in code.iter().enumerate() {
         // Parts of a reference (`input.x`) touch each other.
-        let joined = code
-            .get(k + 1)
-            .is_some_and(|n| n.span.start == t.span.end && (n.is_punct(text, ".") || t.is_punct(text, ".")));
+        let joined = code.get(k + 1).is_some_and(|n| {
+            n.span.start == t.span.end && (n.is_punct(text, ".") || t.is_punct(text, "."))
+        });
         let s = t.text(text);
         let punct = t.kind == TokenKind::Punct;
         let grow = |p: &mut Option<Span>| *p = Some(p.map_or(t.span, |x| x.to(t.span)));
@@ -1431,13 +1442,15 @@ mod tests {
     fn scanned(text: &str, a: &Analysis) -> Facts {
         let mut facts = Facts::new();
         let in_string = |span: Span| {
-            a.tokens
-                .iter()
-                .any(|t| t.kind == TokenKind::Str && t.span.start < span.start && span.end < t.span.end)
+            a.tokens.iter().any(|t| {
+                t.kind == TokenKind::Str && t.span.start < span.start && span.end < t.span.end
+            })
         };
         for m in &a.marks {
             if let Kind::Sym { sym, decl } = &m.kind {
-                if in_string(m.span) && !matches!(text.get(m.span.start - 1..m.span.start), Some("\"")) {
+                if in_string(m.span)
+                    && !matches!(text.get(m.span.start - 1..m.span.start), Some("\""))
+                {
                     continue;
                 }
                 let what = match (sym, decl) {
@@ -1491,13 +1504,21 @@ mod tests {
                     };
                     assert_eq!(i.span, decl.span, "{}: {}", path.display(), i.name);
                     let parts = decl_parts(&text, &a.tokens, i);
-                    assert_eq!(parts.ty, Some(decl.ty.span), "{}: {}", path.display(), i.name);
+                    assert_eq!(
+                        parts.ty,
+                        Some(decl.ty.span),
+                        "{}: {}",
+                        path.display(),
+                        i.name
+                    );
                     assert_eq!(parts.doc, decl.doc.as_ref().map(|d| d.span));
                     assert_eq!(parts.value, decl.default.as_ref().map(|d| d.span()));
                 }
                 for o in &x.outputs {
                     let decl = y.items.iter().find_map(|it| match it {
-                        ast::Item::Outputs(os) => os.fields.iter().find(|f| f.name.span == o.name_span),
+                        ast::Item::Outputs(os) => {
+                            os.fields.iter().find(|f| f.name.span == o.name_span)
+                        }
                         _ => None,
                     });
                     let Some(decl) = decl else {
@@ -1536,12 +1557,19 @@ mod tests {
         let a = analyze(text);
         assert_eq!(a.actions.len(), 2);
         assert_eq!(a.actions[0].name(), Some("a"));
-        let inputs: Vec<&str> = a.actions[0].inputs.iter().map(|i| i.name.as_str()).collect();
+        let inputs: Vec<&str> = a.actions[0]
+            .inputs
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
         assert_eq!(inputs, ["phone", "n"]);
         let parts = decl_parts(text, &a.tokens, &a.actions[0].inputs[1]);
         assert_eq!(parts.ty.map(|s| &text[s.start..s.end]), Some("int"));
         assert_eq!(parts.value.map(|s| &text[s.start..s.end]), Some("3"));
-        assert_eq!(parts.doc.map(|s| &text[s.start..s.end]), Some("\"how many\""));
+        assert_eq!(
+            parts.doc.map(|s| &text[s.start..s.end]),
+            Some("\"how many\"")
+        );
         assert_eq!(a.actions[1].name(), Some("b"));
         // Contexts.
         let at = |needle: &str| text.find(needle).map(|i| i + needle.len()).unwrap_or(0);
@@ -1550,7 +1578,10 @@ mod tests {
         assert!(!c.new_statement);
         let c = context_at(text, &a.tokens, at("invalidates a,"));
         assert_eq!(c.frame(), Frame::Action);
-        assert_eq!(c.units.first().map(|u| u.text.as_str()), Some("invalidates"));
+        assert_eq!(
+            c.units.first().map(|u| u.text.as_str()),
+            Some("invalidates")
+        );
         assert_eq!(c.action, Some(1));
     }
 }
