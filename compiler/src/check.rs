@@ -998,9 +998,10 @@ impl Checker<'_> {
                         format!("unknown HTTP method `{}`", r.method.name),
                     )
                     .label("not a method")
-                    .hint(
-                        hint.unwrap_or_else(|| "use GET, POST, PUT, PATCH, DELETE or HEAD".into()),
-                    );
+                    .hint(hint.unwrap_or_else(|| {
+                        let all: Vec<&str> = ir::Method::ALL.iter().map(|m| m.as_str()).collect();
+                        format!("methods: {}", all.join(", "))
+                    }));
                 self.push(d);
                 None
             }
