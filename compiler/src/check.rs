@@ -682,6 +682,19 @@ impl Checker<'_> {
                 ast::Expr::Number(n, _) => Some(Json::Number(n.clone())),
                 ast::Expr::Bool(b, _) => Some(Json::Bool(*b)),
                 ast::Expr::Null(_) => Some(Json::Null),
+                ast::Expr::Ref(r) if r.segments.first().is_some_and(|s| s.name == "secret") => {
+                    // A secret as an output value would be handed to the assistant and spoken.
+                    let d = self
+                        .diag(
+                            Code::SecretMisplaced,
+                            r.span,
+                            format!("secret `{}` is used in {what}", ref_text_n(r, 2).trim_start_matches("secret.")),
+                        )
+                        .label("secrets may only be sent in `auth` or `header`")
+                        .hint("outputs and defaults reach the assistant and the caller: a secret must never be one");
+                    self.push(d);
+                    None
+                }
                 ast::Expr::Ref(r) => {
                     let d = self
                         .diag(
