@@ -53,23 +53,29 @@ pub struct Runtime {
     config: Config,
 }
 
-/// What one upstream exchange came to (before the cache, stale entries and fallbacks).
+/// Why an exchange did not produce outputs to cache (shared by coalesced callers).
 #[derive(Debug)]
-pub(crate) struct Fetch {
-    outcome: Fetched,
+pub(crate) struct Miss {
+    kind: MissKind,
     attempts: u32,
     status: Option<u16>,
 }
 
 #[derive(Debug)]
-enum Fetched {
-    Ok(Map<String, Value>),
+enum MissKind {
     /// Index of the matching `on STATUS` block.
     OnStatus(usize),
     Failed {
         reason: Reason,
         message: String,
     },
+}
+
+/// Fresh outputs: whether they came without an upstream request of this call's own, and how.
+struct Fresh {
+    entry: Arc<Entry>,
+    cached: bool,
+    detail: Detail,
 }
 
 /// A rendered request, ready to be cloned for each attempt.
@@ -183,131 +189,30 @@ impl Runtime {
             }
         };
         let deadline = start + Duration::from_millis(action.request.timeout_ms);
-        let attempts = AtomicU32::new(0);
-        let cache = self.caches.get(&action.name);
-        let key = cache.and_then(|c| c.key(&inputs, &call));
-
-        let timed_out = |attempts: &AtomicU32| Fetch {
-            outcome: Fetched::Failed {
-                reason: Reason::Timeout,
-                message: format!(
-                    "no answer within the timeout of {} ms",
-                    action.request.timeout_ms
-                ),
-            },
-            attempts: attempts.load(Ordering::Relaxed),
-            status: None,
-        };
-
-        // Ok: fresh outputs (and whether they came without an upstream call of our own).
-        let result: Result<(Arc<Entry>, bool, Detail), Arc<Fetch>> = match (cache, &key) {
-            (Some(c), Some(k)) => {
-                if let Some(entry) = c.fresh.get(k).await {
-                    self.metrics.cache(&action.name, true);
-                    Ok((entry, true, Detail::default()))
-                } else {
-                    self.metrics.cache(&action.name, false);
-                    let ran = AtomicBool::new(false);
-                    let init = async {
-                        ran.store(true, Ordering::Relaxed);
-                        let f = self.fetch(prep, &inputs, &call, deadline, &attempts).await;
-                        match f.outcome {
-                            Fetched::Ok(output) => Ok(Arc::new(Entry {
-                                output,
-                                status: f.status,
-                            })),
-                            _ => Err(f),
-                        }
-                    };
-                    match timeout_at(deadline, c.fresh.try_get_with(k.clone(), init)).await {
-                        Ok(Ok(entry)) => {
-                            let own = ran.load(Ordering::Relaxed);
-                            if own {
-                                c.store_stale(k.clone(), entry.clone()).await;
-                            }
-                            let detail = if own {
-                                Detail {
-                                    attempts: attempts.load(Ordering::Relaxed),
-                                    upstream_status: entry.status,
-                                    ..Detail::default()
-                                }
-                            } else {
-                                Detail::default()
-                            };
-                            Ok((entry, !own, detail))
-                        }
-                        Ok(Err(f)) => Err(f),
-                        Err(_) => Err(Arc::new(timed_out(&attempts))),
-                    }
-                }
-            }
-            _ => match timeout_at(
-                deadline,
-                self.fetch(prep, &inputs, &call, deadline, &attempts),
-            )
-            .await
-            {
-                Ok(Fetch {
-                    outcome: Fetched::Ok(output),
-                    attempts,
-                    status,
-                }) => Ok((
-                    Arc::new(Entry { output, status }),
-                    false,
-                    Detail {
-                        attempts,
-                        upstream_status: status,
-                        ..Detail::default()
-                    },
-                )),
-                Ok(f) => Err(Arc::new(f)),
-                Err(_) => Err(Arc::new(timed_out(&attempts))),
-            },
-        };
-
-        let scope_for = |outputs: &Map<String, Value>, f: &dyn Fn(&Scope<'_>) -> Option<String>| {
-            let scope = Scope {
-                inputs: &inputs,
-                call: &call,
-                env: &prep.env,
-                secrets: &HashMap::new(),
-                outputs: Some(outputs),
-            };
-            f(&scope)
-        };
-
-        let (answer, outcome) = match result {
-            Ok((entry, cached, detail)) => {
-                if !cached {
+        let (answer, outcome) = match self.obtain(prep, &inputs, &call, deadline).await {
+            Ok(fresh) => {
+                if !fresh.cached {
                     for target in &action.invalidates {
                         self.caches.invalidate_action(target);
                     }
                 }
-                let say = action
-                    .say
-                    .as_ref()
-                    .and_then(|t| scope_for(&entry.output, &|s| s.template_strict(t)));
-                let answer = Answer {
-                    action: action.name.clone(),
-                    status: Status::Ok,
-                    output: entry.output.clone(),
-                    say,
-                    cached,
-                    duration_ms: 0,
-                    reason: None,
-                    stale: false,
-                    detail,
-                };
-                (answer, "ok")
+                let answer = self.mapped(prep, &inputs, &call, &fresh.entry, fresh.detail);
+                (
+                    Answer {
+                        cached: fresh.cached,
+                        ..answer
+                    },
+                    "ok",
+                )
             }
-            Err(fetch) => {
+            Err(miss) => {
                 let detail = Detail {
-                    attempts: fetch.attempts,
-                    upstream_status: fetch.status,
+                    attempts: miss.attempts,
+                    upstream_status: miss.status,
                     ..Detail::default()
                 };
-                match &fetch.outcome {
-                    Fetched::OnStatus(i) => {
+                match &miss.kind {
+                    MissKind::OnStatus(i) => {
                         let outcome = &action.on_status[*i].outcome;
                         let (output, say) = self.outcome(prep, outcome, &inputs, &call);
                         let answer = Answer {
@@ -326,58 +231,29 @@ impl Runtime {
                         };
                         (answer, "on_status")
                     }
-                    // Cannot happen (successes are `Ok` above); treated as a mapping failure.
-                    Fetched::Ok(_) => {
-                        return self.failed(
-                            prep,
-                            &inputs,
-                            &call,
-                            start,
-                            Reason::Mapping,
-                            "internal: unexpected outcome".into(),
-                            detail,
-                        )
-                    }
-                    Fetched::Failed { reason, message } => {
-                        let stale = match (cache, &key) {
-                            (Some(c), Some(k)) => match &c.stale {
-                                Some(s) => s.get(k).await,
-                                None => None,
-                            },
-                            _ => None,
-                        };
-                        if let Some(entry) = stale {
-                            let say = action
-                                .say
-                                .as_ref()
-                                .and_then(|t| scope_for(&entry.output, &|s| s.template_strict(t)));
-                            let message = self.redactor.redact(message);
-                            tracing::warn!(reason = reason.as_str(), %message, "upstream failed; answering with a stale cache entry");
-                            let answer = Answer {
-                                action: action.name.clone(),
-                                status: Status::Ok,
-                                output: entry.output.clone(),
-                                say,
-                                cached: true,
-                                duration_ms: 0,
-                                reason: None,
-                                stale: true,
-                                detail: Detail {
+                    MissKind::Failed { reason, message } => {
+                        let message = self.redactor.redact(message);
+                        match self.stale(prep, &inputs, &call).await {
+                            Some(entry) => {
+                                tracing::warn!(reason = reason.as_str(), %message, "upstream failed; answering with a stale cache entry");
+                                let detail = Detail {
                                     message: Some(message),
                                     ..detail
-                                },
-                            };
-                            (answer, "stale")
-                        } else {
-                            return self.failed(
-                                prep,
-                                &inputs,
-                                &call,
-                                start,
-                                *reason,
-                                message.clone(),
-                                detail,
-                            );
+                                };
+                                let answer = self.mapped(prep, &inputs, &call, &entry, detail);
+                                (
+                                    Answer {
+                                        cached: true,
+                                        stale: true,
+                                        ..answer
+                                    },
+                                    "stale",
+                                )
+                            }
+                            None => {
+                                return self
+                                    .failed(prep, &inputs, &call, start, *reason, message, detail)
+                            }
                         }
                     }
                 }
@@ -400,6 +276,131 @@ impl Runtime {
         ActionResponse::Answer(answer)
     }
 
+    /// Fresh outputs from the cache or the upstream, by the deadline. Cached actions coalesce
+    /// concurrent misses of one key into one upstream exchange, whose result (success or not)
+    /// every waiting caller gets.
+    async fn obtain(
+        &self,
+        prep: &Prepared,
+        inputs: &Map<String, Value>,
+        call: &CallContext,
+        deadline: Instant,
+    ) -> Result<Fresh, Arc<Miss>> {
+        let action = &prep.action;
+        let attempts = AtomicU32::new(0);
+        let timed_out = |attempts: &AtomicU32| {
+            Arc::new(Miss {
+                kind: MissKind::Failed {
+                    reason: Reason::Timeout,
+                    message: format!(
+                        "no answer within the timeout of {} ms",
+                        action.request.timeout_ms
+                    ),
+                },
+                attempts: attempts.load(Ordering::Relaxed),
+                status: None,
+            })
+        };
+        let own_detail = |entry: &Entry, attempts: &AtomicU32| Detail {
+            attempts: attempts.load(Ordering::Relaxed),
+            upstream_status: entry.status,
+            ..Detail::default()
+        };
+        let cache = self.caches.get(&action.name);
+        let (Some(cache), Some(key)) = (cache, cache.and_then(|c| c.key(inputs, call))) else {
+            let fetch = self.fetch(prep, inputs, call, deadline, &attempts);
+            return match timeout_at(deadline, fetch).await {
+                Ok(Ok(entry)) => Ok(Fresh {
+                    detail: own_detail(&entry, &attempts),
+                    entry: Arc::new(entry),
+                    cached: false,
+                }),
+                Ok(Err(miss)) => Err(Arc::new(miss)),
+                Err(_) => Err(timed_out(&attempts)),
+            };
+        };
+        if let Some(entry) = cache.fresh.get(&key).await {
+            self.metrics.cache(&action.name, true);
+            return Ok(Fresh {
+                entry,
+                cached: true,
+                detail: Detail::default(),
+            });
+        }
+        self.metrics.cache(&action.name, false);
+        let ran = AtomicBool::new(false);
+        let init = async {
+            ran.store(true, Ordering::Relaxed);
+            self.fetch(prep, inputs, call, deadline, &attempts)
+                .await
+                .map(Arc::new)
+        };
+        match timeout_at(deadline, cache.fresh.try_get_with(key.clone(), init)).await {
+            Ok(Ok(entry)) if ran.load(Ordering::Relaxed) => {
+                cache.store_stale(key, entry.clone()).await;
+                Ok(Fresh {
+                    detail: own_detail(&entry, &attempts),
+                    entry,
+                    cached: false,
+                })
+            }
+            // Another caller's exchange produced it.
+            Ok(Ok(entry)) => Ok(Fresh {
+                entry,
+                cached: true,
+                detail: Detail::default(),
+            }),
+            Ok(Err(miss)) => Err(miss),
+            Err(_) => Err(timed_out(&attempts)),
+        }
+    }
+
+    /// The expired entry `stale_if_error` allows, if any.
+    async fn stale(
+        &self,
+        prep: &Prepared,
+        inputs: &Map<String, Value>,
+        call: &CallContext,
+    ) -> Option<Arc<Entry>> {
+        let cache = self.caches.get(&prep.action.name)?;
+        let key = cache.key(inputs, call)?;
+        cache.stale.as_ref()?.get(&key).await
+    }
+
+    /// The `ok` answer for mapped outputs, with `say` rendered.
+    fn mapped(
+        &self,
+        prep: &Prepared,
+        inputs: &Map<String, Value>,
+        call: &CallContext,
+        entry: &Entry,
+        detail: Detail,
+    ) -> Answer {
+        let no_secrets = HashMap::new();
+        let scope = Scope {
+            inputs,
+            call,
+            env: &prep.env,
+            secrets: &no_secrets,
+            outputs: Some(&entry.output),
+        };
+        Answer {
+            action: prep.action.name.clone(),
+            status: Status::Ok,
+            output: entry.output.clone(),
+            say: prep
+                .action
+                .say
+                .as_ref()
+                .and_then(|t| scope.template_strict(t)),
+            cached: false,
+            duration_ms: 0,
+            reason: None,
+            stale: false,
+            detail,
+        }
+    }
+
     /// The fallback answer (or a 502 error when there is no fallback).
     #[allow(clippy::too_many_arguments)]
     fn failed(
@@ -413,7 +414,6 @@ impl Runtime {
         detail: Detail,
     ) -> ActionResponse {
         let action = &prep.action;
-        let message = self.redactor.redact(&message);
         let took = start.elapsed();
         tracing::warn!(
             reason = reason.as_str(),
@@ -477,7 +477,8 @@ impl Runtime {
         (output, say)
     }
 
-    /// Renders the request, sends it (with retries), and interprets the response.
+    /// Renders the request, sends it (with retries), and interprets the response: an
+    /// `on STATUS` block for the final status, else outputs mapped from a 2xx body.
     async fn fetch(
         &self,
         prep: &Prepared,
@@ -485,15 +486,13 @@ impl Runtime {
         call: &CallContext,
         deadline: Instant,
         attempts: &AtomicU32,
-    ) -> Fetch {
-        let failed = |f: Failure, attempts: &AtomicU32| Fetch {
-            outcome: Fetched::Failed {
-                reason: f.reason,
-                message: f.message,
-            },
+    ) -> Result<Entry, Miss> {
+        let miss = |kind: MissKind, status: Option<u16>| Miss {
+            kind,
             attempts: attempts.load(Ordering::Relaxed),
-            status: None,
+            status,
         };
+        let failed = |reason: Reason, message: String| MissKind::Failed { reason, message };
         let scope = Scope {
             inputs,
             call,
@@ -501,54 +500,39 @@ impl Runtime {
             secrets: &prep.secrets,
             outputs: None,
         };
-        let built = match self.build(prep, &scope) {
-            Ok(b) => b,
-            Err(f) => return failed(f, attempts),
+        let received = match self.build(prep, &scope) {
+            Ok(built) => self.send(prep, built, deadline, attempts).await,
+            Err(f) => Err(f),
         };
-        let received = match self.send(prep, built, deadline, attempts).await {
-            Ok(r) => r,
-            Err(f) => return failed(f, attempts),
-        };
-        let action = &prep.action;
+        let received = received.map_err(|f| miss(failed(f.reason, f.message), None))?;
         let status = received.status;
-        let outcome = if let Some(i) = action
+        let action = &prep.action;
+        if let Some(i) = action
             .on_status
             .iter()
             .position(|h| h.statuses.iter().any(|r| r.contains(status)))
         {
-            Fetched::OnStatus(i)
-        } else if let Some(body) = received.body {
-            let json = if body.iter().all(u8::is_ascii_whitespace) {
-                Ok(Value::Null)
-            } else {
-                serde_json::from_slice::<Value>(&body)
-            };
-            match json {
-                Err(e) => Fetched::Failed {
-                    reason: Reason::InvalidResponse,
-                    message: format!(
-                        "the upstream answered {status} with a body that is not JSON: {e}"
-                    ),
-                },
-                Ok(json) => match map_outputs(&prep.outputs, &json) {
-                    Ok(output) => Fetched::Ok(output),
-                    Err(message) => Fetched::Failed {
-                        reason: Reason::Mapping,
-                        message,
-                    },
-                },
-            }
-        } else {
-            Fetched::Failed {
-                reason: Reason::UpstreamStatus,
-                message: format!("the upstream answered {status}"),
-            }
-        };
-        Fetch {
-            outcome,
-            attempts: attempts.load(Ordering::Relaxed),
-            status: Some(status),
+            return Err(miss(MissKind::OnStatus(i), Some(status)));
         }
+        let Some(body) = received.body else {
+            let message = format!("the upstream answered {status}");
+            return Err(miss(failed(Reason::UpstreamStatus, message), Some(status)));
+        };
+        let json = if body.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                let message =
+                    format!("the upstream answered {status} with a body that is not JSON: {e}");
+                miss(failed(Reason::InvalidResponse, message), Some(status))
+            })?
+        };
+        let output = map_outputs(&prep.outputs, &json)
+            .map_err(|message| miss(failed(Reason::Mapping, message), Some(status)))?;
+        Ok(Entry {
+            output,
+            status: Some(status),
+        })
     }
 
     /// Renders the request: URL with encoded values, query, headers, auth, idempotency key,
