@@ -3,7 +3,7 @@
 //! `mca lsp` serves with the same `mca_lsp::run_stdio`; this spawns the crate's own `mca-lsp`
 //! binary so the test does not depend on the CLI.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
