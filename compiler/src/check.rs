@@ -71,6 +71,7 @@ pub fn check_action(cx: &mut Ctx, action: &ast::Action) -> Option<ir::Action> {
         input_names: Vec::new(),
         output_names: Vec::new(),
         site: "the request",
+        query_name: String::new(),
         in_request: false,
         request_inputs: Vec::new(),
     };
@@ -97,6 +98,8 @@ struct Checker<'a> {
     output_names: Vec<String>,
     /// Where the request expression being checked stands, in words ("the URL", "the body").
     site: &'static str,
+    /// The name of the query parameter being checked, for hints.
+    query_name: String,
     /// While checking the request: the inputs it sends (a cache key must hold them all).
     in_request: bool,
     request_inputs: Vec<(String, Span)>,
@@ -878,7 +881,7 @@ impl Checker<'_> {
                         ),
                         _ if self.site == "a query parameter" => (
                             self.site,
-                            format!("an API key in the query is a credential: write `auth query \"NAME\" secret.{name}` so it is redacted from logs"),
+                            format!("an API key in the query is a credential: write `auth query \"{}\" secret.{name}` so it is redacted from logs", self.query_name),
                         ),
                         _ => (
                             self.site,
@@ -1079,7 +1082,10 @@ impl Checker<'_> {
                 seen.insert(key, span);
             }
             self.site = match item {
-                RI::Query(_) => "a query parameter",
+                RI::Query(p) => {
+                    self.query_name = p.name.raw.clone();
+                    "a query parameter"
+                }
                 RI::Body(..) => "the body",
                 RI::Form(..) => "the form body",
                 RI::IdempotencyKey(..) => "the idempotency key",
