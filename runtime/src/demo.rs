@@ -21,6 +21,10 @@
 //!   `Host: shop.example.com`), and `127.0.0.1:PORT` itself, which exempts exactly the demo's
 //!   address from the SSRF guard and the HTTPS requirement. `allow_private` stays off, so any
 //!   other private or plain-HTTP upstream is still refused.
+//!
+//! [`configure_project`] does the same and also covers projects beyond the canonical examples:
+//! placeholders for every missing variable and a catch-all route, so that in demo mode no
+//! request leaves the machine.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -35,6 +39,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+
+use mca_compiler::ir;
 
 use crate::config::Config;
 
@@ -105,6 +111,29 @@ pub fn configure(config: &mut Config, demo: SocketAddr) {
     }
     config.routes.insert("shop.example.com".to_string(), demo);
     config.routes.insert(demo.to_string(), demo);
+}
+
+/// [`configure`], and for serving a whole project in demo mode: every other variable the
+/// project needs and the environment does not set gets a placeholder (`env.NAME`:
+/// `https://name.demo.invalid`; `secret.NAME`: `demo-NAME`), and every upstream request of every
+/// action is routed to the demo upstream (`*`), so nothing leaves the machine. Actions whose
+/// API the demo does not know get its 404 and answer with their `on 404` or `fallback`.
+pub fn configure_project(config: &mut Config, demo: SocketAddr, project: &ir::Project) {
+    configure(config, demo);
+    for action in &project.actions {
+        for name in &action.env {
+            if config.var(name).is_none_or(|v| v.is_empty()) {
+                let host = name.to_ascii_lowercase().replace('_', "-");
+                config.set_env(name.clone(), format!("https://{host}.demo.invalid"));
+            }
+        }
+        for name in &action.secrets {
+            if config.var(name).is_none_or(|v| v.is_empty()) {
+                config.set_env(name.clone(), format!("demo-{name}"));
+            }
+        }
+    }
+    config.routes.insert("*".to_string(), demo);
 }
 
 #[derive(Default)]

@@ -126,15 +126,22 @@ pub async fn run_test(action: &ir::Action, test: &ir::Test) -> TestReport {
     report
 }
 
-/// Runs every test block of every action, in order.
+/// Tests run at the same time by [`run_all`]: each has its own stub and runtime, and most of
+/// a test's time is spent waiting (timeouts, backoff), not computing.
+const CONCURRENT_TESTS: usize = 8;
+
+/// Runs every test block of every action, a few at a time; reports come in declaration order.
 pub async fn run_all(project: &ir::Project) -> Vec<TestReport> {
-    let mut reports = Vec::new();
-    for action in &project.actions {
-        for test in &action.tests {
-            reports.push(run_test(action, test).await);
-        }
-    }
-    reports
+    use futures_util::stream::{self, StreamExt};
+    let tests = project
+        .actions
+        .iter()
+        .flat_map(|a| a.tests.iter().map(move |t| (a, t)));
+    stream::iter(tests)
+        .map(|(action, test)| run_test(action, test))
+        .buffered(CONCURRENT_TESTS)
+        .collect()
+        .await
 }
 
 /// [`run_all`] on a runtime of its own, for callers without one.

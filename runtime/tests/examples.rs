@@ -221,3 +221,34 @@ async fn examples_against_a_hanging_upstream_fall_back_within_timeout_plus_50ms(
         "{took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_mode_for_a_whole_project_fills_missing_variables_and_keeps_requests_local() {
+    let (addr, _handle) = demo::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+    let mut other = action("elsewhere");
+    other.env = vec!["BASE".into()];
+    other.secrets = vec!["OTHER_KEY".into()];
+    other.request.auth = Some(mca_compiler::ir::Auth::Bearer {
+        token: secret_ref("OTHER_KEY"),
+    });
+    let mut project = examples();
+    project.actions.push(other);
+    let mut config = Config {
+        env: Some(Default::default()),
+        ..Config::default()
+    };
+    demo::configure_project(&mut config, addr, &project);
+    let server = start(project, config).await;
+    // The demo does not know this API: its 404 gives the fallback, without leaving the machine.
+    let (_, body) = call(&server, "elsewhere", json!({"id": "1"}), None).await;
+    assert_eq!(body["status"], "fallback");
+    assert_eq!(body["reason"], "upstream_status");
+    let (_, order) = call(
+        &server,
+        "order_status",
+        json!({"order_number": "100234"}),
+        None,
+    )
+    .await;
+    assert_eq!(order["output"]["status"], "shipped");
+}
