@@ -355,31 +355,53 @@ fn syntax_error(
     err: &pest::error::Error<Rule>,
 ) -> Diagnostic {
     use pest::error::{ErrorVariant, InputLocation};
-    let pos = match err.location {
+    let rule_pos = match err.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
     };
     let mut expected: Vec<String> = Vec::new();
-    let mut push = |s: String| {
+    fn push(expected: &mut Vec<String>, s: String) {
         if !expected.contains(&s) {
             expected.push(s);
         }
-    };
-    if let ErrorVariant::ParsingError { positives, .. } = &err.variant {
-        for r in positives {
-            push(describe(*r).to_string());
-        }
     }
-    if let Some(attempts) = err.parse_attempts() {
-        for token in attempts.expected_tokens() {
-            // Only structural punctuation: words are reported through their rules above, and
-            // the tokens inside comments, names and paths would only confuse.
-            let token = token.to_string();
-            if STRUCTURAL.contains(&token.as_str()) {
-                push(describe_token(&token));
+    let attempts = err.parse_attempts();
+    let structural: Vec<String> = attempts
+        .as_ref()
+        .map(|a| {
+            a.expected_tokens()
+                .into_iter()
+                .map(|t| t.to_string())
+                .filter(|t| STRUCTURAL.contains(&t.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    // pest locates an error at the furthest *rule* it tried, but a missing `=`, `:` or `{` is a
+    // literal inside a rule that got further. When punctuation was expected further on, at a
+    // visible character, the mistake is there and only that punctuation was expected.
+    let further = attempts.as_ref().map_or(rule_pos, |a| a.max_position);
+    let visible = src
+        .get(further..)
+        .and_then(|r| r.chars().next())
+        .is_some_and(|c| !c.is_whitespace());
+    let pos = if further > rule_pos && visible && !structural.is_empty() {
+        for t in &structural {
+            push(&mut expected, describe_token(t));
+        }
+        further
+    } else {
+        if let ErrorVariant::ParsingError { positives, .. } = &err.variant {
+            for r in positives {
+                push(&mut expected, describe(*r).to_string());
             }
         }
-    }
+        if further == rule_pos {
+            for t in &structural {
+                push(&mut expected, describe_token(t));
+            }
+        }
+        rule_pos
+    };
     expected.retain(|e| e != "something else");
     // At the end of the chunk, point just after the last thing written (not at trailing blank
     // lines or comments).
@@ -448,6 +470,34 @@ fn syntax_error(
         .flatten()
     {
         d = d.hint(hint);
+    } else if expected.iter().any(|e| e.starts_with("a size"))
+        && found.chars().any(|c| c.is_ascii_lowercase())
+    {
+        d = d.hint(format!(
+            "units are written in capitals: `{}`",
+            found.to_ascii_uppercase()
+        ));
+    } else if expected
+        .iter()
+        .any(|e| e.starts_with("a mapping") || e.starts_with("a JSONPath"))
+        && found.starts_with('"')
+    {
+        d = d.hint("write the JSONPath without quotes, for example `$.data[0].name`");
+    } else if expected
+        .iter()
+        .any(|e| e.starts_with("a mapping") || e.starts_with("a JSONPath"))
+        && word_found
+    {
+        d = d.hint("a JSONPath starts with `$`, for example `$.data[0].name`");
+    } else if expected.iter().any(|e| e.starts_with("a string"))
+        && word_found
+        && !expected
+            .iter()
+            .any(|e| e.starts_with("a name") || e.starts_with("a reference"))
+    {
+        d = d.hint("text is written in double quotes: \"...\"");
+    } else if expected == ["`(`"] && (found == "[" || found == ".") {
+        d = d.hint("a JSONPath starts with `$`, for example `$.data[0].name`");
     } else if found == "}" && expected.iter().any(|e| e.contains("a type")) {
         d = d.hint("an input needs a type, for example `input phone: string(phone)`");
     } else if found.starts_with('\'') {
