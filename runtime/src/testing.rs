@@ -137,11 +137,14 @@ pub async fn run_all(project: &ir::Project) -> Vec<TestReport> {
         .actions
         .iter()
         .flat_map(|a| a.tests.iter().map(move |t| (a, t)));
-    stream::iter(tests)
-        .map(|(action, test)| run_test(action, test))
-        .buffered(CONCURRENT_TESTS)
+    // Unordered, so one long test (a timeout) does not hold back the ones behind it.
+    let mut reports: Vec<(usize, TestReport)> = stream::iter(tests.enumerate())
+        .map(|(i, (action, test))| async move { (i, run_test(action, test).await) })
+        .buffer_unordered(CONCURRENT_TESTS)
         .collect()
-        .await
+        .await;
+    reports.sort_by_key(|(i, _)| *i);
+    reports.into_iter().map(|(_, r)| r).collect()
 }
 
 /// [`run_all`] on a runtime of its own, for callers without one.
