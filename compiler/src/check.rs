@@ -1259,7 +1259,7 @@ impl Checker<'_> {
                 };
                 let d = self
                     .diag(
-                        Code::InvalidHeader,
+                        Code::BodyOnRead,
                         Self::keyword_span(*span, keyword),
                         format!("a {} request cannot carry a body", m.as_str()),
                     )
@@ -1434,6 +1434,47 @@ impl Checker<'_> {
                     } else {
                         Place::Credential
                     };
+                    if k.name == "token_url" {
+                        // The token URL receives the client secret: nothing the caller says may
+                        // choose where it goes.
+                        let refs: Vec<ast::RefExpr> = match v {
+                            ast::Expr::Ref(r) => vec![r.clone()],
+                            ast::Expr::Str(lit) => match template::parse(self.file, lit) {
+                                Ok(parts) => parts
+                                    .into_iter()
+                                    .filter_map(|p| match p {
+                                        TPart::Ref(r) => Some(r),
+                                        TPart::Text(_) => None,
+                                    })
+                                    .collect(),
+                                Err(_) => Vec::new(),
+                            },
+                            _ => Vec::new(),
+                        };
+                        let mut fixed = true;
+                        for r in refs
+                            .iter()
+                            .filter(|r| r.segments.first().is_some_and(|s| s.name != "env"))
+                        {
+                            let d = self
+                                .diag(
+                                    Code::ValueInOrigin,
+                                    r.span,
+                                    format!(
+                                        "`{}` could choose where the client secret is sent",
+                                        ref_text(r)
+                                    ),
+                                )
+                                .label("the token URL must be fixed")
+                                .hint("write the token URL literally, or take it from `env.`");
+                            self.push(d);
+                            fixed = false;
+                        }
+                        if !fixed {
+                            ok = false;
+                            continue;
+                        }
+                    }
                     let e = self.expr(v, place);
                     ok &= e.is_some();
                     let slot = match k.name.as_str() {
@@ -1969,7 +2010,37 @@ impl Checker<'_> {
         let mut scope = None;
         let mut stale = None;
         let mut ok = true;
+        let mut seen: HashMap<&'static str, Span> = HashMap::new();
         for item in &c.items {
+            let (word, span) = match item {
+                ast::CacheItem::Ttl(_, s) => ("ttl", *s),
+                ast::CacheItem::Key(_, s) => ("key", *s),
+                ast::CacheItem::Scope(_, s) => ("scope", *s),
+                ast::CacheItem::StaleIfError(_, s) => ("stale_if_error", *s),
+            };
+            if let Some(first) = seen.get(word) {
+                let d = self
+                    .diag(
+                        Code::DuplicateItem,
+                        Self::keyword_span(span, word),
+                        format!("`{word}` is given twice in this cache"),
+                    )
+                    .label("second one")
+                    .secondary(
+                        self.file,
+                        Self::keyword_span(*first, word),
+                        "first one here",
+                    )
+                    .hint(if word == "key" {
+                        "list every key input once: `key input.a, input.b`"
+                    } else {
+                        "keep one"
+                    });
+                self.push(d);
+                ok = false;
+                continue;
+            }
+            seen.insert(word, span);
             match item {
                 ast::CacheItem::Ttl(d, _) => {
                     ttl = self.duration(d, "ttl").or_else(|| {

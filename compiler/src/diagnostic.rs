@@ -147,6 +147,7 @@ codes! {
     CacheOnWrite = "E0404", Error, "cache on a non-idempotent request";
     InvalidUrl = "E0405", Error, "invalid URL";
     InvalidHeader = "E0406", Error, "invalid header";
+    BodyOnRead = "E0407", Error, "body on a GET or HEAD request";
 
     TimeoutTooLong = "E0501", Error, "timeout over the 10 s live-call limit";
     TimeoutLong = "W0502", Warning, "timeout over the recommended 5 s";

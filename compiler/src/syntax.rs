@@ -30,14 +30,17 @@ pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
                     .label("this is outside any action")
                     .hint("every declaration of a file stands inside `action NAME { ... }`"),
             ),
-            Chunk::Action { span, depth } if depth > MAX_NESTING => diags.push(
+            Chunk::Action {
+                deep_at: Some(at), ..
+            } => diags.push(
                 Diagnostic::new(
                     Code::TooDeep,
                     file,
-                    Span::new(span.start, span.start + 6),
+                    Span::new(at, at + 1),
                     format!("this action nests more than {MAX_NESTING} levels deep"),
                 )
-                .label("in this action"),
+                .label(format!("level {} opens here", MAX_NESTING + 1))
+                .hint("real actions nest a few levels; is a closing bracket missing?"),
             ),
             Chunk::Action { span, .. } => {
                 let src = &text[span.start..span.end];
@@ -74,7 +77,8 @@ enum Chunk {
     Junk(Span),
     Action {
         span: Span,
-        depth: usize,
+        /// Where the nesting first went deeper than [`MAX_NESTING`].
+        deep_at: Option<usize>,
     },
 }
 
@@ -86,10 +90,10 @@ enum Chunk {
 fn split_actions(text: &str) -> Vec<Chunk> {
     let bytes = text.as_bytes();
     let mut chunks = Vec::new();
-    let mut starts: Vec<(usize, usize)> = Vec::new(); // (start, max depth)
+    let mut starts: Vec<(usize, Option<usize>)> = Vec::new(); // (start, too deep at)
     let mut junk_start: Option<usize> = None;
     let mut depth = 0usize;
-    let mut max_depth = 0usize;
+    let mut deep_at: Option<usize> = None;
     let mut i = 0;
     let mut in_action = false;
     while i < bytes.len() {
@@ -122,7 +126,9 @@ fn split_actions(text: &str) -> Vec<Chunk> {
             }
             b'{' | b'[' | b'(' if in_action => {
                 depth += 1;
-                max_depth = max_depth.max(depth);
+                if depth > MAX_NESTING && deep_at.is_none() {
+                    deep_at = Some(i);
+                }
             }
             b'}' | b']' | b')' if in_action => {
                 depth = depth.saturating_sub(1);
@@ -131,7 +137,7 @@ fn split_actions(text: &str) -> Vec<Chunk> {
                     if let Some((start, _)) = starts.pop() {
                         chunks.push(Chunk::Action {
                             span: Span::new(start, i + 1),
-                            depth: max_depth,
+                            deep_at,
                         });
                     }
                     in_action = false;
@@ -155,14 +161,14 @@ fn split_actions(text: &str) -> Vec<Chunk> {
             if let Some(&(start, d)) = starts.last() {
                 chunks.push(Chunk::Action {
                     span: Span::new(start, i),
-                    depth: d,
+                    deep_at: d,
                 });
                 starts.pop();
             }
-            starts.push((i, 0));
+            starts.push((i, None));
             in_action = true;
             depth = 0;
-            max_depth = 0;
+            deep_at = None;
             i += 6;
             // `action action { ... }`: the second word is the name, not a new action.
             let after = text[i..].trim_start();
@@ -177,7 +183,7 @@ fn split_actions(text: &str) -> Vec<Chunk> {
             junk_start = Some(i);
         }
         if let Some(last) = starts.last_mut() {
-            last.1 = max_depth;
+            last.1 = deep_at;
         }
         i += 1;
     }
@@ -187,7 +193,7 @@ fn split_actions(text: &str) -> Vec<Chunk> {
     if let Some(&(start, d)) = starts.last() {
         chunks.push(Chunk::Action {
             span: Span::new(start, text.len()),
-            depth: d,
+            deep_at: d,
         });
     }
     chunks
