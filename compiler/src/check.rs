@@ -1468,6 +1468,12 @@ impl Checker<'_> {
                                 .label("the token URL must be fixed")
                                 .hint("write the token URL literally, or take it from `env.`");
                             self.push(d);
+                            if let [ns, name] = r.segments.as_slice() {
+                                if ns.name == "input" {
+                                    // Reported above; not also "unused".
+                                    self.used_inputs.insert(name.name.clone());
+                                }
+                            }
                             fixed = false;
                         }
                         if !fixed {
