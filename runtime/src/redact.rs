@@ -3,6 +3,10 @@
 //! Every message that may carry text from outside (an upstream error, a URL) passes through
 //! [`Redactor::redact`] before it is logged or stored in an answer's diagnostics. Secret values
 //! are also never put into URLs that are logged: only origins and paths are.
+//!
+//! Values shorter than [`MIN_SECRET_LEN`] characters are not masked: they are not secrets in
+//! any useful sense (`a`, a user name like `max`), and masking every occurrence of them would
+//! garble every message.
 
 use std::sync::Arc;
 
@@ -14,9 +18,15 @@ pub(crate) struct Redactor {
 
 const MASK: &str = "[redacted]";
 
+/// Shortest value that is masked.
+pub(crate) const MIN_SECRET_LEN: usize = 6;
+
 impl Redactor {
     pub(crate) fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .filter(|s| s.chars().count() >= MIN_SECRET_LEN)
+            .collect();
         // Longest first, so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
@@ -42,8 +52,14 @@ mod tests {
 
     #[test]
     fn masks_every_occurrence_longest_first() {
-        let r = Redactor::new(["abc".to_string(), "abcdef".to_string(), String::new()]);
-        assert_eq!(r.redact("x abcdef y abc"), "x [redacted] y [redacted]");
+        let r = Redactor::new(["abcdef".to_string(), "abcdefgh".to_string(), String::new()]);
+        assert_eq!(r.redact("x abcdefgh y abcdef"), "x [redacted] y [redacted]");
         assert_eq!(r.redact("nothing"), "nothing");
+    }
+
+    #[test]
+    fn very_short_values_are_not_masked() {
+        let r = Redactor::new(["a".to_string(), "max".to_string()]);
+        assert_eq!(r.redact("plain http to max"), "plain http to max");
     }
 }
