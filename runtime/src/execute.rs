@@ -724,11 +724,18 @@ impl Runtime {
             .await
             {
                 Ok(r) => r,
-                Err(_) => Err(Failure {
+                Err(_) if per_try_deadline < deadline => Err(Failure {
                     reason: Reason::Timeout,
-                    transient: per_try_deadline < deadline,
-                    message: "the attempt timed out".into(),
+                    transient: true,
+                    message: format!(
+                        "attempt {n} took longer than per_try ({} ms)",
+                        req.per_try_ms.unwrap_or_default()
+                    ),
                 }),
+                Err(_) => Err(Failure::new(
+                    Reason::Timeout,
+                    format!("no answer within the timeout of {} ms", req.timeout_ms),
+                )),
             };
             let label = match &result {
                 Ok(r) => format!("{}xx", r.status / 100),
