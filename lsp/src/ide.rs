@@ -773,7 +773,7 @@ pub fn symbols(file: &FileView) -> Vec<Symbol> {
                 "description" | "say" => {
                     children.push(sym(s.head.clone(), SymbolKind::Text, detail, Vec::new()))
                 }
-                "on" | "fallback" | "cache" => {
+                "on" | "fallback" | "cache" | "messages" => {
                     let name = match &detail {
                         Some(d) if s.head == "on" => format!("on {d}"),
                         _ => s.head.clone(),

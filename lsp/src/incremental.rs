@@ -214,8 +214,11 @@ fn relocate(d: &Diagnostic, p: &Piece, earlier: Option<(FileId, Span)>) -> Diagn
 }
 
 /// Start offsets of the pieces of a file: 0, then every place where the compiler's
-/// `split_actions` starts an action (an `action` keyword at brace depth 0, or in the first column
-/// whatever the depth, outside strings and comments).
+/// `syntax::split_actions` starts an action. This mirrors that function (keep the two in step;
+/// `same_diagnostics_as_compile*` below fail when they drift): an `action` keyword at brace
+/// depth 0, in the first column whatever the depth, or anywhere after the previous action closed;
+/// strings are skipped only inside an action, comments everywhere; in `action action`, the second
+/// word is the name.
 pub fn split_pieces(text: &str) -> Vec<usize> {
     let bytes = text.as_bytes();
     let mut starts = vec![0];
@@ -251,7 +254,15 @@ pub fn split_pieces(text: &str) -> Vec<usize> {
                 continue;
             }
             b'{' | b'[' | b'(' if in_action => depth += 1,
-            b'}' | b']' | b')' if in_action => depth = depth.saturating_sub(1),
+            b'}' | b']' | b')' if in_action => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 && b == b'}' {
+                    // The action is closed: what follows, up to the next `action`, is outside.
+                    in_action = false;
+                    i += 1;
+                    continue;
+                }
+            }
             _ => {}
         }
         let is_word_start = i == 0 || !is_ident_byte(bytes[i - 1]);
@@ -268,6 +279,12 @@ pub fn split_pieces(text: &str) -> Vec<usize> {
             in_action = true;
             depth = 0;
             i += 6;
+            let after = text.get(i..).unwrap_or("").trim_start();
+            if after.starts_with("action")
+                && !after.as_bytes().get(6).is_some_and(|&c| is_ident_byte(c))
+            {
+                i = text.len() - after.len() + 6;
+            }
             continue;
         }
         i += 1;

@@ -21,6 +21,8 @@ pub enum Frame {
     /// `on STATUS { ... }` and `fallback { ... }`.
     Outcome,
     Cache,
+    /// `messages { start "..." delayed 2s "..." failed "..." }`
+    Messages,
     Test,
     ExpectRequest,
     Value(ValueRole),
@@ -44,6 +46,7 @@ impl Frame {
                 | Frame::Output
                 | Frame::Outcome
                 | Frame::Cache
+                | Frame::Messages
                 | Frame::Test
                 | Frame::ExpectRequest
         )
@@ -85,6 +88,7 @@ pub fn item_keywords(frame: Frame) -> &'static [&'static str] {
             "fallback",
             "cache",
             "invalidates",
+            "messages",
             "test",
         ],
         Frame::Request => &[
@@ -103,6 +107,7 @@ pub fn item_keywords(frame: Frame) -> &'static [&'static str] {
         Frame::OAuth2 => &["token_url", "client_id", "client_secret", "scope"],
         Frame::Outcome => &["say"],
         Frame::Cache => &["ttl", "key", "scope", "stale_if_error"],
+        Frame::Messages => &["start", "delayed", "failed"],
         Frame::Test => &["input", "upstream", "env", "secret", "call", "expect"],
         Frame::ExpectRequest => &["header", "body"],
         _ => &[],
@@ -144,6 +149,10 @@ pub const KEYWORDS: &[&str] = &[
     "key",
     "stale_if_error",
     "invalidates",
+    "messages",
+    "start",
+    "delayed",
+    "failed",
     "test",
     "upstream",
     "reset",
@@ -272,9 +281,16 @@ impl Analysis {
     pub fn mark_at(&self, offset: usize) -> Option<&Mark> {
         let i = self.marks.partition_point(|m| m.span.end < offset);
         let here = self.marks.get(i).filter(|m| m.span.contains(offset));
-        // Prefer the mark starting at the cursor over the one ending there.
+        // Between two marks (`x|}`), prefer a name, then the mark starting at the cursor.
         match (here, self.marks.get(i + 1)) {
-            (Some(m), Some(n)) if m.span.end == offset && n.span.start == offset => Some(n),
+            (Some(m), Some(n)) if m.span.end == offset && n.span.start == offset => {
+                let named = |k: &Kind| matches!(k, Kind::Sym { .. } | Kind::Keyword);
+                if named(&m.kind) && !named(&n.kind) {
+                    Some(m)
+                } else {
+                    Some(n)
+                }
+            }
             (Some(m), _) => Some(m),
             _ => None,
         }
@@ -768,6 +784,7 @@ impl<'t> Scanner<'t> {
                 "output" => Frame::Output,
                 "on" | "fallback" => Frame::Outcome,
                 "cache" => Frame::Cache,
+                "messages" => Frame::Messages,
                 "test" => Frame::Test,
                 "input" => Frame::Value(ValueRole::Plain),
                 _ => Frame::Other,
@@ -1583,5 +1600,54 @@ mod tests {
             Some("invalidates")
         );
         assert_eq!(c.action, Some(1));
+    }
+}
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_just_after_a_name_finds_the_name() {
+        let text = "action a {\n  say \"{output.x}\"\n}\n";
+        let a = analyze(text);
+        let end = text.find("x}").map_or(0, |i| i + 1);
+        let m = a.mark_at(end);
+        assert!(
+            matches!(m.map(|m| &m.kind), Some(Kind::Sym { .. })),
+            "{m:?}"
+        );
+        // Between a keyword and a name, the name after the cursor wins.
+        let m = a.mark_at(text.find(" a").map_or(0, |i| i + 1));
+        assert!(
+            matches!(m.map(|m| &m.kind), Some(Kind::Sym { .. })),
+            "{m:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod messages_tests {
+    use super::*;
+
+    #[test]
+    fn messages_block_keywords_and_plain_strings() {
+        let text = "action a {\n  messages {\n    start \"One moment {input.x}\"\n    delayed 2s \"Still looking.\"\n  }\n}\n";
+        let a = analyze(text);
+        let kinds: Vec<(&str, &Kind)> = a
+            .marks
+            .iter()
+            .map(|m| (&text[m.span.start..m.span.end], &m.kind))
+            .collect();
+        assert!(kinds.contains(&("messages", &Kind::Keyword)));
+        assert!(kinds.contains(&("start", &Kind::Keyword)));
+        assert!(kinds.contains(&("delayed", &Kind::Keyword)));
+        assert!(kinds.contains(&("2s", &Kind::Number)));
+        // Waiting messages are fixed text: no references in them.
+        assert!(kinds.contains(&("\"One moment {input.x}\"", &Kind::Str)));
+        let at = text.find("delayed").unwrap_or(0);
+        let c = context_at(text, &a.tokens, at);
+        assert_eq!(c.frame(), Frame::Messages);
+        assert!(c.new_statement);
     }
 }
