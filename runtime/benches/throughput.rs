@@ -6,10 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mca_compiler::ir::{
-    self, Action, Cache, CacheScope, Input, Location, Mapping, MappingKind, Method, Namespace,
-    Outcome, Output, Ref, Request, Retry, Ty, UrlContext, UrlPart, UrlTemplate,
-};
+use mca_compiler::ir::{self, Action};
 use mca_runtime::stub::{Reply, Stub};
 use mca_runtime::{Config, Runtime, Server};
 use serde_json::json;
@@ -18,79 +15,40 @@ const REQUESTS: usize = 4000;
 const CONCURRENCY: usize = 16;
 
 fn action(name: &str, cached: bool) -> Action {
-    Action {
-        name: name.into(),
-        file: "bench.mca".into(),
-        location: Location { line: 1, column: 1 },
-        description: "bench".into(),
-        inputs: vec![Input {
-            name: "id".into(),
-            ty: Ty::String { format: None },
-            default: None,
-            description: None,
-        }],
-        request: Request {
-            method: Method::GET,
-            url: UrlTemplate {
-                parts: vec![
-                    UrlPart::Ref {
-                        r#ref: Ref {
-                            ns: Namespace::Env,
-                            name: "BASE".into(),
-                        },
-                        at: UrlContext::Origin,
-                    },
-                    UrlPart::Text("/items/".into()),
-                    UrlPart::Ref {
-                        r#ref: Ref {
-                            ns: Namespace::Input,
-                            name: "id".into(),
-                        },
-                        at: UrlContext::Path,
-                    },
-                ],
-            },
-            query: vec![],
-            headers: vec![],
-            auth: None,
-            body: None,
-            idempotency_key: None,
-            timeout_ms: 2000,
-            per_try_ms: None,
-            retry: Retry {
-                attempts: 1,
-                backoff_ms: 10,
-            },
-            max_response_bytes: 1 << 20,
-            read_only: false,
+    // From JSON, so IR fields added later with serde defaults need no change here.
+    let cache = cached.then(
+        || json!({"ttl_ms": 60_000, "key": ["id"], "scope": "global", "stale_if_error_ms": null}),
+    );
+    serde_json::from_value(json!({
+        "name": name,
+        "file": "bench.mca",
+        "location": {"line": 1, "column": 1},
+        "description": "bench",
+        "inputs": [{"name": "id", "type": {"kind": "string"}, "default": null, "description": null}],
+        "request": {
+            "method": "GET",
+            "url": {"parts": [
+                {"ref": {"ref": {"ns": "env", "name": "BASE"}, "at": "origin"}},
+                {"text": "/items/"},
+                {"ref": {"ref": {"ns": "input", "name": "id"}, "at": "path"}}
+            ]},
+            "query": [], "headers": [], "auth": null, "body": null, "idempotency_key": null,
+            "timeout_ms": 2000, "per_try_ms": null,
+            "retry": {"attempts": 1, "backoff_ms": 10},
+            "max_response_bytes": 1048576, "read_only": false
         },
-        outputs: vec![Output {
-            name: "value".into(),
-            ty: Ty::String { format: None },
-            mapping: Mapping {
-                kind: MappingKind::Path,
-                path: "$.value".into(),
-                singular: true,
-                default: None,
-            },
-        }],
-        say: None,
-        on_status: vec![],
-        fallback: Some(Outcome {
-            values: vec![("value".into(), json!("fallback"))],
-            say: None,
-        }),
-        cache: cached.then(|| Cache {
-            ttl_ms: 60_000,
-            key: vec!["id".into()],
-            scope: CacheScope::Global,
-            stale_if_error_ms: None,
-        }),
-        invalidates: vec![],
-        tests: vec![],
-        env: vec!["BASE".into()],
-        secrets: vec![],
-    }
+        "outputs": [{"name": "value", "type": {"kind": "string"},
+            "mapping": {"kind": "path", "path": "$.value", "singular": true, "default": null}}],
+        "say": null,
+        "on_status": [],
+        "fallback": {"values": [["value", "fallback"]], "say": null},
+        "cache": cache,
+        "invalidates": [],
+        "tests": [],
+        "env": ["BASE"],
+        "secrets": []
+    }))
+    .expect("bench action")
 }
 
 async fn run(client: &reqwest::Client, url: String) -> Vec<Duration> {

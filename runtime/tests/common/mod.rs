@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mca_compiler::ir::{
-    self, Action, Body, Cache, CacheScope, Expr, Input, JsonTemplate, Location, Mapping,
-    MappingKind, Method, Namespace, Outcome, Output, Part, Ref, Request, Retry, Template, Ty,
-    UrlContext, UrlPart, UrlTemplate,
+    self, Action, Body, Cache, CacheScope, Expr, Input, JsonTemplate, Mapping, MappingKind, Method,
+    Namespace, Outcome, Output, Part, Ref, Retry, Template, Ty, UrlContext, UrlPart, UrlTemplate,
 };
 use mca_runtime::{Config, Runtime, Server};
 use serde_json::{json, Value};
@@ -84,51 +83,56 @@ pub fn output(name: &str, ty: Ty, path: &str) -> Output {
 /// $.value`, say "Value {output.value}.", fallback `value = "fallback"`, timeout 400 ms, no
 /// retries.
 pub fn action(name: &str) -> Action {
-    Action {
-        name: name.into(),
-        file: format!("{name}.mca"),
-        location: Location { line: 1, column: 1 },
-        description: format!("Test action {name}"),
-        inputs: vec![Input {
-            name: "id".into(),
-            ty: string(),
-            default: None,
-            description: Some("An id".into()),
-        }],
-        request: Request {
-            method: Method::GET,
-            url: url("/thing"),
-            query: vec![],
-            headers: vec![],
-            auth: None,
-            body: None,
-            idempotency_key: None,
-            timeout_ms: 400,
-            per_try_ms: None,
-            retry: Retry {
-                attempts: 0,
-                backoff_ms: 10,
-            },
-            max_response_bytes: 64 * 1024,
-            read_only: false,
+    // Built from JSON so that IR fields added later with serde defaults need no change here.
+    let mut a: Action = serde_json::from_value(json!({
+        "name": name,
+        "file": format!("{name}.mca"),
+        "location": {"line": 1, "column": 1},
+        "description": format!("Test action {name}"),
+        "inputs": [],
+        "request": {
+            "method": "GET",
+            "url": {"parts": []},
+            "query": [],
+            "headers": [],
+            "auth": null,
+            "body": null,
+            "idempotency_key": null,
+            "timeout_ms": 400,
+            "per_try_ms": null,
+            "retry": {"attempts": 0, "backoff_ms": 10},
+            "max_response_bytes": 65536,
+            "read_only": false
         },
-        outputs: vec![output("value", string(), "$.value")],
-        say: Some(template(vec![
-            text("Value "),
-            Part::Ref(r(Namespace::Output, "value")),
-            text("."),
-        ])),
-        on_status: vec![],
-        fallback: Some(Outcome {
-            values: vec![("value".into(), json!("fallback"))],
-            say: Some(template(vec![text("Sorry.")])),
-        }),
-        cache: None,
-        invalidates: vec![],
-        tests: vec![],
-        env: vec!["BASE".into()],
-        secrets: vec![],
-    }
+        "outputs": [],
+        "say": null,
+        "on_status": [],
+        "fallback": null,
+        "cache": null,
+        "invalidates": [],
+        "tests": [],
+        "env": ["BASE"],
+        "secrets": []
+    }))
+    .expect("base action");
+    a.inputs = vec![Input {
+        name: "id".into(),
+        ty: string(),
+        default: None,
+        description: Some("An id".into()),
+    }];
+    a.request.url = url("/thing");
+    a.outputs = vec![output("value", string(), "$.value")];
+    a.say = Some(template(vec![
+        text("Value "),
+        Part::Ref(r(Namespace::Output, "value")),
+        text("."),
+    ]));
+    a.fallback = Some(Outcome {
+        values: vec![("value".into(), json!("fallback"))],
+        say: Some(template(vec![text("Sorry.")])),
+    });
+    a
 }
 
 pub fn with_retry(mut a: Action, attempts: u32, backoff_ms: u64) -> Action {
