@@ -8,6 +8,28 @@
 //! the action's deadline, map the response, and fall back when anything goes wrong. [`serve()`]
 //! puts that behind the HTTP surface of the contract.
 //!
+//! Behaviour at a glance (details in each module):
+//! - **Inputs**: the body must be a JSON object (`400`); each declared input is checked with the
+//!   compiler's `Ty::check` (`422` naming the field); defaults fill omitted inputs; undeclared
+//!   members are ignored. Nothing is sent upstream for a refused call.
+//! - **Deadline**: `timeout` counts from the call's arrival and covers everything (token fetch,
+//!   every attempt, backoff); when it passes the answer is produced at once.
+//! - **Retries**: only for idempotent methods, `read_only`, or a rendered idempotency key
+//!   (sent as `Idempotency-Key`); only after connection errors, resets, per-try timeouts, 429,
+//!   502, 503 and 504; capped exponential backoff with jitter; `Retry-After` when it fits.
+//! - **Outcomes**: an `on STATUS` block matching the final status answers `status: "ok"` with
+//!   its values (it is the action's designed answer to that status, not a failure); a 2xx is
+//!   mapped; anything else (and a failed mapping) answers the `fallback` with its `reason`, or a
+//!   stale cache entry (`stale: true`) when `stale_if_error` allows. Without a `fallback`, a
+//!   failure is a `502` error whose code is the reason.
+//! - **say**: rendered with inputs, outputs, `call` and `env`; lists join with `, `; when a value
+//!   it refers to is null, `say` is null rather than a sentence with a hole in it.
+//! - **Security**: every resolved upstream address is checked (no loopback, private,
+//!   link-local or metadata addresses) and plain `http://` is refused, unless `allow_private`
+//!   or an explicit [route](crate::config); secret values go only into auth headers and query
+//!   parameters, sensitive headers are marked, nothing secret is logged, and every message is
+//!   masked for secret values.
+//!
 //! Module map:
 //! - [`config`]: [`Config`], including upstream routes (how `--demo` and `mca test` point
 //!   upstream requests at a loopback server);
