@@ -78,6 +78,7 @@ pub enum Item {
     Fallback(Fallback),
     Cache(Cache),
     Invalidates(Invalidates),
+    Messages(Messages),
     Test(Test),
 }
 
@@ -93,6 +94,7 @@ impl Item {
             Item::Fallback(f) => f.span,
             Item::Cache(c) => c.span,
             Item::Invalidates(i) => i.span,
+            Item::Messages(m) => m.span,
             Item::Test(t) => t.span,
         }
     }
@@ -304,6 +306,31 @@ pub enum CacheItem {
     Key(Vec<Expr>, Span),
     Scope(Ident, Span),
     StaleIfError(Duration, Span),
+}
+
+/// What the voice platform says while the caller waits for the action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Messages {
+    pub items: Vec<Message>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// Said when the action starts.
+    Start(StrLit, Span),
+    /// Said when the action has not answered after the duration.
+    Delayed(Duration, StrLit, Span),
+    /// Said when the platform cannot reach the action at all.
+    Failed(StrLit, Span),
+}
+
+impl Message {
+    pub fn span(&self) -> Span {
+        match self {
+            Message::Start(_, s) | Message::Delayed(_, _, s) | Message::Failed(_, s) => *s,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -152,6 +152,7 @@ impl Checker<'_> {
         let mut say: Option<&ast::Say> = None;
         let mut fallback: Option<&ast::Fallback> = None;
         let mut cache: Option<&ast::Cache> = None;
+        let mut messages: Option<&ast::Messages> = None;
         let mut inputs = Vec::new();
         let mut on_status = Vec::new();
         let mut invalidates = Vec::new();
@@ -168,6 +169,7 @@ impl Checker<'_> {
                 Item::Input(i) => inputs.push(i),
                 Item::OnStatus(o) => on_status.push(o),
                 Item::Invalidates(i) => invalidates.push(i),
+                Item::Messages(m) => self.single(&mut messages, m, m.span, "messages"),
                 Item::Test(t) => tests.push(t),
             }
         }
@@ -333,6 +335,12 @@ impl Checker<'_> {
             }
         }
 
+        let timeout_ms = request_ir.as_ref().map(|r| r.timeout_ms);
+        let messages_ir = match messages {
+            Some(m) => self.messages(m, timeout_ms),
+            None => Some(ir::Messages::default()),
+        };
+
         Some(ir::Action {
             name: action.name.name.clone(),
             file: file_name.to_string(),
@@ -346,10 +354,96 @@ impl Checker<'_> {
             fallback: fallback_ir,
             cache: cache_ir,
             invalidates: invalidates_ir,
+            messages: messages_ir?,
             tests: tests_ir,
             env: std::mem::take(&mut self.env).into_iter().collect(),
             secrets: std::mem::take(&mut self.secrets).into_iter().collect(),
         })
+    }
+
+    /// Speech for the wait: plain text (the platform speaks it before any value is known).
+    fn messages(&mut self, m: &ast::Messages, timeout_ms: Option<u64>) -> Option<ir::Messages> {
+        let mut out = ir::Messages::default();
+        let mut ok = true;
+        let mut seen: HashMap<&'static str, Span> = HashMap::new();
+        for item in &m.items {
+            let (word, text) = match item {
+                ast::Message::Start(t, _) => ("start", t),
+                ast::Message::Delayed(_, t, _) => ("delayed", t),
+                ast::Message::Failed(t, _) => ("failed", t),
+            };
+            if let Some(first) = seen.get(word) {
+                let d = self
+                    .diag(
+                        Code::DuplicateItem,
+                        Self::keyword_span(item.span(), word),
+                        format!("`{word}` is given twice in `messages`"),
+                    )
+                    .label("second one")
+                    .secondary(
+                        self.file,
+                        Self::keyword_span(*first, word),
+                        "first one here",
+                    )
+                    .hint("each message is spoken once: keep one");
+                self.push(d);
+                ok = false;
+                continue;
+            }
+            seen.insert(word, item.span());
+            let Some(parts) = self.template_parts(text) else {
+                ok = false;
+                continue;
+            };
+            let mut plain = String::new();
+            for p in parts {
+                match p {
+                    TPart::Text(t) => plain.push_str(&t),
+                    TPart::Ref(r) => {
+                        let d = self
+                            .diag(Code::ReferenceNotAllowed, r.span, format!("a waiting message cannot say `{}`", ref_text(&r)))
+                            .label("spoken by the platform before the action has any value")
+                            .hint("keep waiting messages fixed, like \"One moment, I'm checking.\"; put values in `say`");
+                        self.push(d);
+                        ok = false;
+                    }
+                }
+            }
+            if plain.trim().is_empty() {
+                let d = self
+                    .diag(
+                        Code::MissingDescription,
+                        text.span,
+                        format!("the `{word}` message is empty"),
+                    )
+                    .label("nothing to say")
+                    .hint("write what the caller should hear, or remove the line");
+                self.push(d);
+                continue;
+            }
+            match item {
+                ast::Message::Start(..) => out.start = Some(plain),
+                ast::Message::Failed(..) => out.failed = Some(plain),
+                ast::Message::Delayed(d, _, _) => {
+                    let Some(after_ms) = self.duration(d, "delayed") else {
+                        ok = false;
+                        continue;
+                    };
+                    if let Some(t) = timeout_ms.filter(|t| after_ms >= *t) {
+                        let diag = self
+                            .diag(Code::MessageNeverSpoken, d.span, format!("the delayed message waits {}, but the action answers within its timeout of {}", fmt_ms(after_ms), fmt_ms(t)))
+                            .label("never spoken")
+                            .hint("use a delay shorter than the request's `timeout`, for example half of it");
+                        self.push(diag);
+                    }
+                    out.delayed = Some(ir::DelayedMessage {
+                        after_ms,
+                        text: plain,
+                    });
+                }
+            }
+        }
+        ok.then_some(out)
     }
 
     fn single<'s, T>(&mut self, slot: &mut Option<&'s T>, item: &'s T, span: Span, keyword: &str)
@@ -2623,7 +2717,8 @@ has_span!(
     ast::Outputs,
     ast::Say,
     ast::Fallback,
-    ast::Cache
+    ast::Cache,
+    ast::Messages
 );
 
 /// "did you mean" when a name is close, otherwise the names there are.

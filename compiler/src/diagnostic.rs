@@ -156,6 +156,7 @@ codes! {
     PerTryOverTimeout = "E0505", Error, "per_try longer than timeout";
     ZeroDuration = "E0506", Error, "duration of zero";
     RetryNeverRuns = "W0507", Warning, "retry can never run within the timeout";
+    MessageNeverSpoken = "W0508", Warning, "waiting message never spoken";
 
     PlainHttp = "W0601", Warning, "plain http:// URL";
     UnusedInput = "W0602", Warning, "unused input";

@@ -367,6 +367,12 @@ impl Plan {
                             plan.item_starts.insert(cache_item_span(i).start);
                         }
                     }
+                    ast::Item::Messages(m) => {
+                        block(&mut plan, span.start);
+                        for i in &m.items {
+                            plan.item_starts.insert(i.span().start);
+                        }
+                    }
                     ast::Item::Test(t) => {
                         block(&mut plan, t.name.span.end);
                         for ti in &t.items {

@@ -56,6 +56,10 @@ pub struct Action {
     pub cache: Option<Cache>,
     /// Actions whose cached entries are dropped after this action succeeds.
     pub invalidates: Vec<String>,
+    /// What the voice platform says while the caller waits (exported to platforms that support
+    /// it; the runtime itself never speaks these).
+    #[serde(default, skip_serializing_if = "Messages::is_empty")]
+    pub messages: Messages,
     pub tests: Vec<Test>,
     /// Every environment variable the action reads via `env.NAME` (sorted, unique).
     pub env: Vec<String>,
@@ -78,6 +82,32 @@ impl Input {
     pub fn required(&self) -> bool {
         self.default.is_none() && !self.ty.is_optional()
     }
+}
+
+/// Speech for the wait: plain text, spoken by the platform, not by the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Messages {
+    /// Said when the platform starts the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Said when the action has not answered after `after_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delayed: Option<DelayedMessage>,
+    /// Said when the platform cannot reach the action at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+impl Messages {
+    pub fn is_empty(&self) -> bool {
+        self.start.is_none() && self.delayed.is_none() && self.failed.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayedMessage {
+    pub after_ms: u64,
+    pub text: String,
 }
 
 /// A value type of the language.

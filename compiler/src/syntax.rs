@@ -212,6 +212,10 @@ fn is_keyword(rule: Rule) -> bool {
     matches!(
         rule,
         kw_action
+            | kw_messages
+            | kw_start
+            | kw_delayed
+            | kw_failed
             | kw_description
             | kw_input
             | kw_request
@@ -303,6 +307,10 @@ fn describe(rule: Rule) -> &'static str {
         cache_key | kw_key => "`key`",
         cache_stale | kw_stale_if_error => "`stale_if_error`",
         invalidates | kw_invalidates => "`invalidates`",
+        messages | kw_messages => "`messages`",
+        message_start | kw_start => "`start`",
+        message_delayed | kw_delayed => "`delayed`",
+        message_failed | kw_failed => "`failed`",
         test | kw_test => "`test`",
         test_upstream | kw_upstream => "`upstream`",
         kw_reset => "`reset`",
@@ -431,7 +439,7 @@ fn syntax_error(
     let items: Vec<String> = ACTION_ITEMS.iter().map(|i| format!("`{i}`")).collect();
     if items.iter().all(|i| expected.contains(i)) {
         expected.retain(|e| !items.contains(e));
-        expected.push("an action item (`description`, `input`, `request`, `output`, `say`, `on`, `fallback`, `cache`, `invalidates`, `test`)".into());
+        expected.push("an action item (`description`, `input`, `request`, `output`, `say`, `on`, `fallback`, `cache`, `invalidates`, `messages`, `test`)".into());
     }
     let before = &src[..pos.min(src.len())];
     let line_before = before.rsplit('\n').next().unwrap_or("");
@@ -731,6 +739,24 @@ impl Lower<'_> {
             Rule::invalidates => {
                 let targets = Self::parts(p).into_iter().map(|c| self.ident(c)).collect();
                 Item::Invalidates(Invalidates { targets, span })
+            }
+            Rule::messages => {
+                let mut items = Vec::new();
+                for c in Self::parts(p) {
+                    let cspan = self.span(&c);
+                    let rule = c.as_rule();
+                    let mut parts = Self::parts(c).into_iter();
+                    items.push(match rule {
+                        Rule::message_start => Message::Start(self.strlit(parts.next()?), cspan),
+                        Rule::message_failed => Message::Failed(self.strlit(parts.next()?), cspan),
+                        Rule::message_delayed => {
+                            let d = self.duration(parts.next()?);
+                            Message::Delayed(d, self.strlit(parts.next()?), cspan)
+                        }
+                        _ => continue,
+                    });
+                }
+                Item::Messages(Messages { items, span })
             }
             Rule::test => {
                 let mut parts = Self::parts(p).into_iter();
