@@ -348,7 +348,7 @@ fn describe_token(token: &str) -> String {
     format!("`{token}`")
 }
 
-const ACTION_ITEMS: [&str; 10] = [
+const ACTION_ITEMS: [&str; 11] = [
     "description",
     "input",
     "request",
@@ -358,6 +358,7 @@ const ACTION_ITEMS: [&str; 10] = [
     "fallback",
     "cache",
     "invalidates",
+    "messages",
     "test",
 ];
 
