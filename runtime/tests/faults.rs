@@ -363,3 +363,25 @@ async fn action_without_fallback_answers_502_with_the_reason() {
     assert_eq!(status, 502);
     assert_eq!(body["error"]["code"], "upstream_status");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_concurrent_calls_to_a_hanging_upstream_all_fall_back_in_time() {
+    let a = with_timeout(action("a"), 300);
+    let (stub, server) = setup(a, vec![Reply::Hang]).await;
+    let server = std::sync::Arc::new(server);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let (_, body) = call(&server, "a", json!({ "id": i.to_string() }), None).await;
+            (t.elapsed(), body)
+        }));
+    }
+    for t in tasks {
+        let (took, body) = t.await.unwrap();
+        assert_eq!(body["reason"], "timeout");
+        assert!(took < ms(350), "{took:?}");
+    }
+    assert_eq!(stub.request_count(), 20);
+}
