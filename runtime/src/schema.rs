@@ -62,9 +62,11 @@ pub fn outputs_schema(action: &Action) -> Value {
     json!({"type": "object", "properties": properties, "required": all})
 }
 
-/// One entry of `GET /actions`.
+/// One entry of `GET /actions`: name, description, input and output schemas, and what a
+/// platform needs to drive the call (its timeout, and the `messages` to speak while waiting,
+/// when the action has any).
 pub fn describe(action: &Action) -> Value {
-    json!({
+    let mut entry = json!({
         "name": action.name,
         "description": action.description,
         "method": action.request.method.as_str(),
@@ -72,7 +74,15 @@ pub fn describe(action: &Action) -> Value {
         "outputs": outputs_schema(action),
         "cached": action.cache.is_some(),
         "timeout_ms": action.request.timeout_ms,
-    })
+    });
+    if !action.messages.is_empty() {
+        if let (Value::Object(m), Ok(messages)) =
+            (&mut entry, serde_json::to_value(&action.messages))
+        {
+            m.insert("messages".into(), messages);
+        }
+    }
+    entry
 }
 
 /// The body of `GET /actions`.

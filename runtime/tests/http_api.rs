@@ -196,6 +196,30 @@ async fn actions_lists_descriptions_and_json_schemas() {
         json!({"type": "null"})
     );
     assert_eq!(a["outputs"]["properties"]["value"]["type"], "string");
+    assert_eq!(a["timeout_ms"], 400);
+    assert!(a.get("messages").is_none(), "no messages declared");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn actions_export_the_messages_spoken_while_waiting() {
+    let mut a = action("a");
+    a.messages = serde_json::from_value(json!({
+        "start": "Let me check.",
+        "delayed": {"after_ms": 1500, "text": "Still looking."}
+    }))
+    .unwrap();
+    let server = start(project(vec![a]), config("http://127.0.0.1:1")).await;
+    let resp = server
+        .client
+        .get(server.url("/actions"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        body["actions"][0]["messages"],
+        json!({"start": "Let me check.", "delayed": {"after_ms": 1500, "text": "Still looking."}})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
