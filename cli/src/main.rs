@@ -68,6 +68,16 @@ enum Command {
         #[arg(long)]
         allow_private: bool,
     },
+    /// Rewrite .mca files in the canonical layout (comments kept).
+    Fmt {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Change nothing; exit 1 when a file is not in canonical layout.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Language server over stdio, for editors.
+    Lsp,
     /// Serve every action over HTTP until SIGINT or SIGTERM, then drain.
     Serve {
         #[arg(required = true)]
@@ -126,6 +136,14 @@ fn main() -> ExitCode {
                 },
             )
         }),
+        Command::Fmt { paths, check } => with_sources(&paths, |s| fmt(s, check)),
+        Command::Lsp => match mca_lsp::run_stdio() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_ERRORS)
+            }
+        },
         Command::Serve {
             paths,
             listen,
@@ -141,6 +159,53 @@ fn main() -> ExitCode {
                 },
             )
         }),
+    }
+}
+
+/// `mca fmt`: files with syntax errors are left alone and reported; `--check` lists files that
+/// would change.
+fn fmt(sources: &[mca_compiler::Source], check: bool) -> ExitCode {
+    let mut failed = false;
+    let mut would_change = Vec::new();
+    for src in sources {
+        let Some(formatted) = mca_compiler::format::format(&src.text) else {
+            eprintln!(
+                "error: `{}` has syntax errors; run `mca check` on it",
+                src.name
+            );
+            failed = true;
+            continue;
+        };
+        if formatted == src.text {
+            continue;
+        }
+        if check {
+            would_change.push(src.name.as_str());
+        } else if let Err(e) = std::fs::write(&src.name, formatted) {
+            eprintln!("error: cannot write `{}`: {e}", src.name);
+            failed = true;
+        } else {
+            eprintln!("formatted {}", src.name);
+        }
+    }
+    for name in &would_change {
+        println!("{name}");
+    }
+    if !would_change.is_empty() {
+        eprintln!(
+            "{} file{} not in canonical layout (run `mca fmt` without --check)",
+            would_change.len(),
+            if would_change.len() == 1 {
+                " is"
+            } else {
+                "s are"
+            }
+        );
+    }
+    if failed || !would_change.is_empty() {
+        ExitCode::from(EXIT_ERRORS)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

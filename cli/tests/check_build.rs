@@ -173,3 +173,44 @@ fn build_with_errors_writes_nothing_and_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!out_file.exists());
 }
+
+#[test]
+fn fmt_check_passes_on_the_examples_and_fmt_rewrites_a_misformatted_file() {
+    let out = mca(&["fmt", "--check", "examples"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let messy = VALID
+        .replace("  description", "        description")
+        .replace(" { timeout 2s }", " {\n timeout 2s\n}");
+    let dir = scratch("fmt", &[("m.mca", &messy)]);
+    let file = dir.join("m.mca");
+    let out = mca(&["fmt", "--check", file.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap_or_default(),
+        messy,
+        "--check changes nothing"
+    );
+    let out = mca(&["fmt", file.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(0));
+    let once = std::fs::read_to_string(&file).unwrap_or_default();
+    assert_ne!(once, messy);
+    let out = mca(&["fmt", "--check", file.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(0), "formatting is idempotent");
+}
+
+#[test]
+fn fmt_leaves_a_file_with_syntax_errors_alone_and_exits_1() {
+    let dir = scratch("fmt-broken", &[("b.mca", "action x {\n   input")]);
+    let file = dir.join("b.mca");
+    let out = mca(&["fmt", file.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap_or_default(),
+        "action x {\n   input"
+    );
+}

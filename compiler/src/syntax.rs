@@ -72,6 +72,19 @@ pub fn parse(file: FileId, text: &str) -> (File, Vec<Diagnostic>) {
     (File { actions }, diags)
 }
 
+/// Byte offsets where the top-level actions of a file start, as the parser splits it: each is
+/// parsed on its own. Tools that recompile one action at a time (the language server) cut files
+/// at the same places.
+pub fn action_starts(text: &str) -> Vec<usize> {
+    split_actions(text)
+        .into_iter()
+        .filter_map(|c| match c {
+            Chunk::Action { span, .. } => Some(span.start),
+            Chunk::Junk(_) => None,
+        })
+        .collect()
+}
+
 enum Chunk {
     /// Text outside any action that is not blank or a comment.
     Junk(Span),

@@ -213,87 +213,17 @@ fn relocate(d: &Diagnostic, p: &Piece, earlier: Option<(FileId, Span)>) -> Diagn
     d
 }
 
-/// Start offsets of the pieces of a file: 0, then every place where the compiler's
-/// `syntax::split_actions` starts an action. This mirrors that function (keep the two in step;
-/// `same_diagnostics_as_compile*` below fail when they drift): an `action` keyword at brace
-/// depth 0, in the first column whatever the depth, or anywhere after the previous action closed;
-/// strings are skipped only inside an action, comments everywhere; in `action action`, the second
-/// word is the name.
+/// Start offsets of the pieces of a file: 0, then every place where the compiler starts an
+/// action (`syntax::action_starts`), so each piece compiles exactly as it would in the whole file
+/// (`same_diagnostics_as_compile*` below check it).
 pub fn split_pieces(text: &str) -> Vec<usize> {
-    let bytes = text.as_bytes();
     let mut starts = vec![0];
-    let mut depth = 0usize;
-    let mut i = 0;
-    let mut in_action = false;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match b {
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-                continue;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
-                    i += 1;
-                }
-                i = (i + 2).min(bytes.len());
-                continue;
-            }
-            b'"' if in_action => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    if bytes[i] == b'\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i = (i + 1).min(bytes.len());
-                continue;
-            }
-            b'{' | b'[' | b'(' if in_action => depth += 1,
-            b'}' | b']' | b')' if in_action => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 && b == b'}' {
-                    // The action is closed: what follows, up to the next `action`, is outside.
-                    in_action = false;
-                    i += 1;
-                    continue;
-                }
-            }
-            _ => {}
-        }
-        let is_word_start = i == 0 || !is_ident_byte(bytes[i - 1]);
-        let first_column = i == 0 || bytes[i - 1] == b'\n';
-        if b == b'a'
-            && is_word_start
-            && text.get(i..).is_some_and(|t| t.starts_with("action"))
-            && !bytes.get(i + 6).is_some_and(|&c| is_ident_byte(c))
-            && (depth == 0 || first_column || !in_action)
-        {
-            if i > 0 {
-                starts.push(i);
-            }
-            in_action = true;
-            depth = 0;
-            i += 6;
-            let after = text.get(i..).unwrap_or("").trim_start();
-            if after.starts_with("action")
-                && !after.as_bytes().get(6).is_some_and(|&c| is_ident_byte(c))
-            {
-                i = text.len() - after.len() + 6;
-            }
-            continue;
-        }
-        i += 1;
-    }
+    starts.extend(
+        mca_compiler::syntax::action_starts(text)
+            .into_iter()
+            .filter(|&s| s > 0),
+    );
     starts
-}
-
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 #[cfg(test)]
