@@ -150,7 +150,13 @@ impl Outbound {
         // reqwest is built without a default crypto provider (no cmake/nasm needed): use ring.
         // Installing fails harmlessly when the process already has a default provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &config.extra_root_certs {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("the extra root certificates do not parse: {e}"))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(GuardedResolver {
