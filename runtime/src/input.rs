@@ -2,7 +2,7 @@
 //! type and format (the compiler's [`Ty::check`](mca_compiler::ir::Ty::check), so compiler and
 //! runtime agree), defaults fill omitted inputs. Undeclared members are ignored.
 
-use mca_compiler::ir::{Action, Reason};
+use mca_compiler::ir::{Action, Reason, Ty};
 use serde_json::{Map, Value};
 
 use crate::response::ErrorBody;
@@ -46,13 +46,48 @@ pub(crate) fn validate(action: &Action, body: Value) -> Result<Map<String, Value
                 format!("input `{}`: {mismatch}", input.name),
             ));
         }
-        inputs.insert(input.name.clone(), value);
+        inputs.insert(input.name.clone(), normalize(&input.ty, value));
     }
     Ok(inputs)
+}
+
+/// An integral number given for an `int` (`3.0`) becomes an integer (`3`), so it renders as
+/// one in URLs, headers and bodies.
+fn normalize(ty: &Ty, value: Value) -> Value {
+    match (ty.base(), value) {
+        (Ty::Int, Value::Number(n)) if !(n.is_i64() || n.is_u64()) => match n.as_f64() {
+            Some(f) => Value::from(f as i64),
+            None => Value::Number(n),
+        },
+        (Ty::List { item }, Value::Array(items)) => {
+            Value::Array(items.into_iter().map(|v| normalize(item, v)).collect())
+        }
+        (_, v) => v,
+    }
 }
 
 fn invalid(field: &str, message: String) -> ErrorBody {
     let mut e = ErrorBody::new(422, Reason::InvalidInput.as_str(), message).with_field(field);
     e.reason = Some(Reason::InvalidInput);
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn integral_numbers_for_ints_become_integers() {
+        assert_eq!(normalize(&Ty::Int, json!(3.0)), json!(3));
+        assert_eq!(normalize(&Ty::Number, json!(3.0)), json!(3.0));
+        let list = Ty::List {
+            item: Box::new(Ty::Int),
+        };
+        assert_eq!(normalize(&list, json!([1.0, 2])), json!([1, 2]));
+        let opt = Ty::Optional {
+            inner: Box::new(Ty::Int),
+        };
+        assert_eq!(normalize(&opt, json!(null)), json!(null));
+    }
 }
