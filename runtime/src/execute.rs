@@ -155,7 +155,20 @@ impl Runtime {
 
     /// Executes one action. Always answers, by the action's deadline plus a few milliseconds.
     pub async fn execute(&self, action: &str, inputs: Value, call: CallContext) -> ActionResponse {
-        let start = Instant::now();
+        self.execute_since(action, inputs, call, std::time::Instant::now())
+            .await
+    }
+
+    /// [`Runtime::execute`] for a call that arrived at `arrived`: the deadline counts from then
+    /// (the server passes the moment the request came in, so reading it counts too).
+    pub async fn execute_since(
+        &self,
+        action: &str,
+        inputs: Value,
+        call: CallContext,
+        arrived: std::time::Instant,
+    ) -> ActionResponse {
+        let start = Instant::from_std(arrived);
         let Some(prep) = self.actions.get(action).cloned() else {
             return ActionResponse::Error(ErrorBody::new(
                 404,

@@ -203,6 +203,7 @@ fn decode(segment: &str) -> String {
 }
 
 async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Reply {
+    let arrived = std::time::Instant::now();
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -236,7 +237,7 @@ async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Reply {
         }
         (&Method::POST, ["actions", name]) => {
             let name = decode(name);
-            call_action(runtime, &name, req).await
+            call_action(runtime, &name, req, arrived).await
         }
         (&Method::DELETE, ["calls", id]) => {
             runtime.end_call(&decode(id));
@@ -262,7 +263,12 @@ fn header_text<'a>(req: &Request<Incoming>, name: &'a str) -> Result<Option<Stri
     }
 }
 
-async fn call_action(runtime: Arc<Runtime>, name: &str, req: Request<Incoming>) -> Reply {
+async fn call_action(
+    runtime: Arc<Runtime>,
+    name: &str,
+    req: Request<Incoming>,
+    arrived: std::time::Instant,
+) -> Reply {
     if runtime.action(name).is_none() {
         return error_reply(
             404,
@@ -320,7 +326,7 @@ async fn call_action(runtime: Arc<Runtime>, name: &str, req: Request<Incoming>) 
             }
         }
     };
-    let response = runtime.execute(name, inputs, call).await;
+    let response = runtime.execute_since(name, inputs, call, arrived).await;
     json_reply(response.http_status(), &response.to_json())
 }
 

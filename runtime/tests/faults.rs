@@ -381,7 +381,10 @@ async fn many_concurrent_calls_to_a_hanging_upstream_all_fall_back_in_time() {
     for t in tasks {
         let (took, body) = t.await.unwrap();
         assert_eq!(body["reason"], "timeout");
-        assert!(took < ms(350), "{took:?}");
+        // The server's own clock holds the contract; the client (in this process, opening 20
+        // connections at once on a 2-core machine) only checks that no call waited for another.
+        assert!(body["duration_ms"].as_u64().unwrap() < 350, "{body}");
+        assert!(took < ms(600), "{took:?}");
     }
     assert_eq!(stub.request_count(), 20);
 }
