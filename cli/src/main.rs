@@ -1,6 +1,7 @@
 //! `mca`: compile, check, test and serve mid-call actions.
 
 mod files;
+mod platform;
 mod render;
 mod serve;
 
@@ -92,6 +93,31 @@ enum Command {
         /// Permit plain http:// and loopback/private upstream addresses.
         #[arg(long)]
         allow_private: bool,
+        /// Most entries kept in the cache of each cached action.
+        #[arg(long, default_value_t = 10_000)]
+        cache_capacity: u64,
+    },
+    /// Print the actions as tool definitions for a voice platform, OpenAI or MCP.
+    Schema {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The platform's tool format.
+        #[arg(long, value_enum)]
+        format: platform::SchemaFormat,
+        /// Where the platform reaches `mca serve` (tool URLs of vapi, retell and elevenlabs).
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+    /// MCP server over stdio: every action is a tool.
+    Mcp {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Answer the examples' APIs from the built-in demo upstream, so everything works offline.
+        #[arg(long)]
+        demo: bool,
+        /// Permit plain http:// and loopback/private upstream addresses.
+        #[arg(long)]
+        allow_private: bool,
     },
 }
 
@@ -149,11 +175,31 @@ fn main() -> ExitCode {
             listen,
             demo,
             allow_private,
+            cache_capacity,
         } => with_sources(&paths, |s| {
             serve::serve(
                 s,
                 serve::ServeArgs {
                     listen,
+                    demo,
+                    allow_private,
+                    cache_capacity,
+                },
+            )
+        }),
+        Command::Schema {
+            paths,
+            format,
+            base_url,
+        } => with_sources(&paths, |s| platform::schema(s, format, base_url.as_deref())),
+        Command::Mcp {
+            paths,
+            demo,
+            allow_private,
+        } => with_sources(&paths, |s| {
+            platform::mcp(
+                s,
+                platform::McpArgs {
                     demo,
                     allow_private,
                 },
@@ -209,6 +255,12 @@ fn fmt(sources: &[mca_compiler::Source], check: bool) -> ExitCode {
     }
 }
 
+/// Compiles on every core the machine offers.
+pub(crate) fn compile(sources: &[mca_compiler::Source]) -> mca_compiler::Compilation {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    mca_compiler::compile_parallel(sources, threads)
+}
+
 fn with_sources(
     paths: &[PathBuf],
     f: impl FnOnce(&[mca_compiler::Source]) -> ExitCode,
@@ -227,7 +279,7 @@ fn with_sources(
 pub(crate) fn compile_or_report(
     sources: &[mca_compiler::Source],
 ) -> Option<mca_compiler::ir::Project> {
-    let compilation = mca_compiler::compile(sources);
+    let compilation = crate::compile(sources);
     if !compilation.diagnostics.is_empty() {
         render::human(sources, &compilation.diagnostics);
     }
@@ -242,7 +294,7 @@ fn check(paths: &[PathBuf], format: Format, output: Option<PathBuf>) -> ExitCode
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let compilation = mca_compiler::compile(&sources);
+    let compilation = crate::compile(&sources);
     match format {
         Format::Json => {
             let out = render::json(&sources, &compilation.diagnostics);
