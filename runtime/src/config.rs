@@ -48,6 +48,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How long the server waits for a caller to send a complete request (headers and body).
     pub request_read_timeout: Duration,
+    /// Credentials of the voice platforms, checked on their routes besides the token
+    /// (see [`crate::platforms::auth`]).
+    pub inbound: crate::platforms::InboundAuth,
     /// PEM bundle of CA certificates trusted for upstream HTTPS in addition to the system's
     /// (for APIs behind a private CA). Certificates are always validated.
     pub extra_root_certs: Option<Vec<u8>>,
@@ -64,6 +67,7 @@ impl Default for Config {
             routes: HashMap::new(),
             drain_timeout: Duration::from_secs(30),
             request_read_timeout: Duration::from_secs(10),
+            inbound: crate::platforms::InboundAuth::default(),
             extra_root_certs: None,
         }
     }

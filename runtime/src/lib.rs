@@ -35,6 +35,8 @@
 //!   upstream requests at a loopback server);
 //! - [`response`]: [`ActionResponse`], what an execution answers;
 //! - [`server`]: the hyper server ([`serve()`], [`Server`]);
+//! - [`platforms`]: tool definitions for voice platforms and MCP, their webhook envelopes
+//!   (`/vapi`, `/retell/{action}`, `/mcp`, `/tools`), request signatures, `mca mcp` over stdio;
 //! - [`demo`]: the built-in demo upstream for the canonical examples;
 //! - [`stub`]: a scriptable loopback upstream with fault injection, for tests and `mca test`;
 //! - [`testing`]: runs `test` blocks against the stub (the engine of `mca test`);
@@ -44,6 +46,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod platforms;
 pub mod response;
 pub mod schema;
 pub mod server;

@@ -7,6 +7,7 @@
 //! | `DELETE /calls/{id}` | `204`: the call's `scope call` cache entries are dropped |
 //! | `GET /healthz` | `200 {"status":"ok"}` |
 //! | `GET /metrics` | Prometheus metrics (OpenMetrics text) |
+//! | `POST /vapi`, `POST /retell/{action}`, `POST /mcp`, `GET /tools` | voice platforms, see [`crate::platforms`] |
 //!
 //! With [`Config::token`](crate::Config::token) set, `/actions` and `/calls` require
 //! `Authorization: Bearer TOKEN` (`401` otherwise); `/healthz` and `/metrics` stay open for
@@ -221,6 +222,10 @@ async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Reply {
             return error_reply(405, "method_not_allowed", "use GET");
         }
         (_, ["actions"] | ["actions", _] | ["calls", _]) => {}
+        // Voice platforms: tool definitions, webhook envelopes, MCP (their own auth).
+        (_, ["vapi"] | ["retell", _] | ["mcp"] | ["tools"]) => {
+            return crate::platforms::http::handle(runtime, req).await;
+        }
         _ => return error_reply(404, "not_found", format!("no route {path}")),
     }
     if !authorized(&runtime, &req) {
