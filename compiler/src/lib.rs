@@ -57,10 +57,20 @@ impl Compilation {
 /// Compiles a project: parses every source, checks every action against the whole project
 /// (action names are unique across files), and lowers to IR when nothing is wrong.
 pub fn compile(sources: &[Source]) -> Compilation {
+    compile_parallel(sources, 1)
+}
+
+/// [`compile`] on up to `threads` threads (files are parsed and checked independently; the
+/// result is the same as with one thread). The caller chooses the number: the compiler asks
+/// nothing of the machine.
+pub fn compile_parallel(sources: &[Source], threads: usize) -> Compilation {
+    let threads = threads.clamp(1, sources.len().max(1));
+    let parsed: Vec<(ast::File, Vec<Diagnostic>)> = per_file(sources.len(), threads, |id| {
+        syntax::parse(id, &sources[id].text)
+    });
     let mut diagnostics = Vec::new();
     let mut files = Vec::with_capacity(sources.len());
-    for (id, src) in sources.iter().enumerate() {
-        let (file, diags) = syntax::parse(id, &src.text);
+    for (file, diags) in parsed {
         diagnostics.extend(diags);
         files.push(file);
     }
@@ -96,24 +106,32 @@ pub fn compile(sources: &[Source]) -> Compilation {
     }
 
     let project = check::ProjectNames { actions: &names };
-    let mut actions = Vec::new();
-    for (id, (file, src)) in files.iter().zip(sources).enumerate() {
+    let checked: Vec<(Vec<ir::Action>, Vec<Diagnostic>)> = per_file(sources.len(), threads, |id| {
+        let src = &sources[id];
         let lines = LineIndex::new(&src.text);
+        let mut diags = Vec::new();
+        let mut actions = Vec::new();
         let mut cx = check::Ctx {
             file: id,
             file_name: &src.name,
             text: &src.text,
             lines: &lines,
             project: &project,
-            diags: &mut diagnostics,
+            diags: &mut diags,
         };
-        for action in &file.actions {
+        for action in &files[id].actions {
             if let Some(ir) = check::check_action(&mut cx, action) {
                 if !duplicate.contains(&(id, action.name.span)) {
                     actions.push(ir);
                 }
             }
         }
+        (actions, diags)
+    });
+    let mut actions = Vec::new();
+    for (a, d) in checked {
+        actions.extend(a);
+        diagnostics.extend(d);
     }
 
     diagnostics.sort_by_key(|d| (d.primary.file, d.primary.span.start, d.code));
@@ -126,6 +144,39 @@ pub fn compile(sources: &[Source]) -> Compilation {
         }),
         diagnostics,
     }
+}
+
+/// Runs `f` for every file index on `threads` scoped threads; results in index order.
+fn per_file<T: Send>(count: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    if threads <= 1 || count <= 1 {
+        return (0..count).map(f).collect();
+    }
+    let f = &f;
+    let mut slots: Vec<Option<T>> = (0..count).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t..count)
+                        .step_by(threads)
+                        .map(|id| (id, f(id)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            // A panic in a worker is a compiler bug; re-raise it on this thread.
+            match h.join() {
+                Ok(results) => {
+                    for (id, r) in results {
+                        slots[id] = Some(r);
+                    }
+                }
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+    });
+    slots.into_iter().flatten().collect()
 }
 
 /// Compiles one source on its own (handy for tests and tools).
