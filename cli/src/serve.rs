@@ -30,6 +30,7 @@ fn base_config(allow_private: bool) -> Config {
     Config {
         allow_private,
         token: std::env::var("MCA_TOKEN").ok().filter(|t| !t.is_empty()),
+        inbound: crate::platform::inbound_from_env(),
         ..Config::default()
     }
 }
@@ -43,6 +44,7 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     pub demo: bool,
     pub allow_private: bool,
+    pub cache_capacity: u64,
 }
 
 pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
@@ -52,6 +54,7 @@ pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
     init_logging("info");
     let result = mca_runtime::block_on(async move {
         let mut config = base_config(args.allow_private);
+        config.cache_capacity = args.cache_capacity;
         let _demo = if args.demo {
             let (addr, handle) = match mca_runtime::demo::start(
                 "127.0.0.1:0".parse().unwrap_or(args.listen),
