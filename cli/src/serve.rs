@@ -67,7 +67,7 @@ pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
                     return ExitCode::from(EXIT_ERRORS);
                 }
             };
-            mca_runtime::demo::configure(&mut config, addr);
+            mca_runtime::demo::configure_project(&mut config, addr, &project);
             eprintln!("demo upstream answering the examples' APIs on http://{addr}");
             Some(handle)
         } else {
