@@ -84,6 +84,8 @@ pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         };
+        // Signals are handled from here on: a SIGTERM right after start-up drains too.
+        let shutdown = mca_runtime::shutdown_signal();
         let names: Vec<&str> = runtime.actions().map(|a| a.name.as_str()).collect();
         eprintln!(
             "serving {} action{} on http://{} ({})",
@@ -92,7 +94,7 @@ pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
             server.local_addr(),
             names.join(", ")
         );
-        match server.run(runtime, mca_runtime::shutdown_signal()).await {
+        match server.run(runtime, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
