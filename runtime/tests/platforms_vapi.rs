@@ -109,14 +109,22 @@ async fn failures_are_errors_in_place_and_single_line() {
     let r = body["results"].as_array().expect("results");
     assert_eq!(r.len(), 4);
     assert!(r[0]["error"].as_str().unwrap().contains("nope"), "{}", r[0]);
-    assert!(r[1]["error"].as_str().unwrap().contains("location"), "{}", r[1]);
+    assert!(
+        r[1]["error"].as_str().unwrap().contains("location"),
+        "{}",
+        r[1]
+    );
     assert!(r[2]["error"].as_str().unwrap().contains("JSON"), "{}", r[2]);
     assert_eq!(r[3]["result"], json!("Weather in Kyiv: sunny."));
     for x in &r[..3] {
         assert!(x.get("result").is_none(), "{x}");
         assert!(!x["error"].as_str().unwrap().contains('\n'));
     }
-    assert_eq!(stub.request_count(), 1, "only the valid call reaches the upstream");
+    assert_eq!(
+        stub.request_count(),
+        1,
+        "only the valid call reaches the upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,7 +136,10 @@ async fn a_fallback_is_a_result_and_other_messages_are_acknowledged() {
     let (_, body) = post(&server, "/vapi", tool_calls(calls), &[]).await;
     assert_eq!(body["results"][0]["result"], json!("Sorry."));
     let report = json!({"message": {"type": "end-of-call-report", "call": {"id": "c-1"}}});
-    assert_eq!(post(&server, "/vapi", report.to_string(), &[]).await, (200, json!({})));
+    assert_eq!(
+        post(&server, "/vapi", report.to_string(), &[]).await,
+        (200, json!({}))
+    );
     let (status, _) = post(&server, "/vapi", "[1, 2]", &[]).await;
     assert_eq!(status, 400);
 }
@@ -143,7 +154,13 @@ async fn the_secret_header_is_required_once_configured() {
     let body = fixture("vapi_tool_calls.json");
     let (status, answer) = post(&server, "/vapi", body.clone(), &[]).await;
     assert_eq!(status, 401, "{answer}");
-    let (status, _) = post(&server, "/vapi", body.clone(), &[("x-vapi-secret", "wrong")]).await;
+    let (status, _) = post(
+        &server,
+        "/vapi",
+        body.clone(),
+        &[("x-vapi-secret", "wrong")],
+    )
+    .await;
     assert_eq!(status, 401);
     assert_eq!(stub.request_count(), 0, "a refused request never runs");
     let (status, answer) = post(

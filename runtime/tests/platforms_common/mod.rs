@@ -59,7 +59,10 @@ pub async fn post(
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.unwrap_or_default();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 pub fn now_ms() -> u128 {
