@@ -322,3 +322,33 @@ fn serve_stops_on_sigterm() {
         "exits cleanly after draining"
     );
 }
+
+#[test]
+fn test_placeholders_for_unset_env_values_never_make_the_request_invalid() {
+    // An env value used as a basic-auth user must not get a URL placeholder (its `:` is refused).
+    let dir = scratch(
+        "placeholders",
+        r#"action basic_env_user {
+  description "Reads a thing with basic auth whose user name comes from the environment."
+  input n: int "Any number"
+  request GET "{env.API_URL}/things/{input.n}" {
+    auth basic env.API_USER secret.API_PASSWORD
+  }
+  output { s: string = $.s }
+  fallback { s = "fallback" }
+  test "env not set in the test" {
+    input { n: 1 }
+    upstream 200 { "s": "ok" }
+    expect { s: "ok" }
+  }
+}
+"#,
+    );
+    let out = mca(&["test", dir.to_str().unwrap_or_default()]);
+    assert_eq!(
+        stdout(&out).lines().last(),
+        Some("1 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+}

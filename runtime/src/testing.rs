@@ -4,8 +4,8 @@
 //! (OAuth2 token requests included) routed to an in-process [`Stub`] on loopback that answers
 //! the test's `upstream` replies in order (the last one repeats). Nothing reaches the network.
 //! Variables the test does not set get placeholders: `env.NAME` becomes
-//! `https://name.placeholder.test` (any host works: everything is routed to the stub), and
-//! `secret.NAME` becomes `test-secret-NAME`.
+//! `https://name.placeholder.test` where it is the origin of a URL (any host works: everything is
+//! routed to the stub) and `test-name` elsewhere, and `secret.NAME` becomes `test-secret-NAME`.
 //!
 //! Expectations:
 //! - `expect { ... }`: status `ok` (mapped outputs, a cache hit or an `on STATUS` outcome) and
@@ -52,11 +52,34 @@ impl TestReport {
     }
 }
 
-fn placeholder_env(name: &str) -> String {
-    format!(
-        "https://{}.placeholder.test",
-        name.to_ascii_lowercase().replace('_', "-")
-    )
+/// A placeholder for an `env` value the test does not set: a URL where the value is the origin
+/// of a URL (the request's or the OAuth2 token URL), plain text elsewhere (a basic-auth user, a
+/// body field), so that the placeholder itself never makes a request invalid.
+fn placeholder_env(action: &ir::Action, name: &str) -> String {
+    if env_is_origin(action, name) {
+        format!(
+            "https://{}.placeholder.test",
+            name.to_ascii_lowercase().replace('_', "-")
+        )
+    } else {
+        format!("test-{}", name.to_ascii_lowercase().replace('_', "-"))
+    }
+}
+
+fn env_is_origin(action: &ir::Action, name: &str) -> bool {
+    let is_env = |r: &ir::Ref| r.ns == ir::Namespace::Env && r.name == name;
+    let in_url = action.request.url.parts.iter().any(
+        |p| matches!(p, ir::UrlPart::Ref { r#ref, at: ir::UrlContext::Origin } if is_env(r#ref)),
+    );
+    let in_token_url = match &action.request.auth {
+        Some(ir::Auth::Oauth2 { token_url, .. }) => match token_url {
+            ir::Expr::Ref(r) => is_env(r),
+            ir::Expr::Template(t) => matches!(t.parts.first(), Some(ir::Part::Ref(r)) if is_env(r)),
+            ir::Expr::Literal(_) => false,
+        },
+        _ => false,
+    };
+    in_url || in_token_url
 }
 
 /// Runs one test block of `action`.
@@ -85,7 +108,7 @@ pub async fn run_test(action: &ir::Action, test: &ir::Test) -> TestReport {
     };
     let mut env: HashMap<String, String> = HashMap::new();
     for name in &action.env {
-        env.insert(name.clone(), placeholder_env(name));
+        env.insert(name.clone(), placeholder_env(action, name));
     }
     for name in &action.secrets {
         env.insert(name.clone(), format!("test-secret-{name}"));
