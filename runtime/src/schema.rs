@@ -181,7 +181,16 @@ fn reduced_type(ty: &Ty, dialect: Dialect, notes: &mut Vec<String>) -> Value {
                     Some(k) => {
                         s.insert("format".into(), json!(k));
                     }
-                    None => notes.push(format!("Format: {}", f.example())),
+                    None => {
+                        // Unless the description already says it (phone numbers usually do).
+                        let said = notes.iter().any(|n| {
+                            let n = n.to_ascii_lowercase();
+                            n.contains(f.name()) || (*f == Format::Phone && n.contains("e.164"))
+                        });
+                        if !said {
+                            notes.push(format!("Format: {}", f.example()));
+                        }
+                    }
                 }
                 if *f == Format::Phone && dialect != Dialect::Minimal {
                     s.insert("pattern".into(), json!("^\\+[1-9][0-9]{6,14}$"));
