@@ -361,7 +361,8 @@ fn describe_token(token: &str) -> String {
     format!("`{token}`")
 }
 
-const ACTION_ITEMS: [&str; 11] = [
+/// The keywords that start an item of an action (also what editors complete there).
+pub const ACTION_ITEMS: [&str; 11] = [
     "description",
     "input",
     "request",

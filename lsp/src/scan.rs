@@ -78,19 +78,7 @@ impl ValueRole {
 pub fn item_keywords(frame: Frame) -> &'static [&'static str] {
     match frame {
         Frame::Top => &["action"],
-        Frame::Action => &[
-            "description",
-            "input",
-            "request",
-            "output",
-            "say",
-            "on",
-            "fallback",
-            "cache",
-            "invalidates",
-            "messages",
-            "test",
-        ],
+        Frame::Action => &mca_compiler::syntax::ACTION_ITEMS,
         Frame::Request => &[
             "query",
             "header",
