@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Load benchmark: `mca serve` with examples/lookup_customer.mca against a hand-written Rust
+# baseline doing the same job (bench/baseline), both calling the same nginx upstream, all on
+# loopback, measured with wrk in one run. Prints one table (requests/s, p50, p99, ratio to the
+# baseline) and the server's memory. See BENCHMARKS.md.
+#
+# Usage: bench/run.sh            (about 2 minutes once built; DURATION=N seconds per run)
+#
+# Installs nginx and wrk with apt-get when they are missing. Sends traffic only to 127.0.0.1;
+# every load run is bounded in time (wrk -d), and everything started here is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION=${DURATION:-10} # seconds per measured run
+WARMUP=${WARMUP:-2}      # seconds of unmeasured load before each measured run
+FILL=${FILL:-100000}     # cache entries made before measuring the memory they take
+UP_PORT=${UP_PORT:-18180}
+BASE_PORT=${BASE_PORT:-18181}
+MCA_PORT=${MCA_PORT:-18182}
+TOKEN=bench-token
+
+need() { # command, Debian package
+  command -v "$1" >/dev/null 2>&1 && return
+  echo "installing $2"
+  if ! apt-get install -y -qq "$2" >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
+  fi
+}
+need wrk wrk
+need nginx nginx-light
+command -v curl >/dev/null 2>&1 || need curl curl
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+echo "building (release): mca and the baseline"
+cargo build --release --quiet -p mca-cli
+cargo build --release --quiet --manifest-path bench/baseline/Cargo.toml --target-dir target
+MCA=$ROOT/target/release/mca
+BASELINE=$ROOT/target/release/mca-bench-baseline
+
+WORK=$(mktemp -d /tmp/mca-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- upstream: nginx answering every /v1/customers request with the fixture ------------------
+mkdir -p "$WORK/nginx/logs"
+cp bench/customer.json "$WORK/nginx/customer.json"
+chmod 755 "$WORK" "$WORK/nginx" # nginx's workers may run as another user
+chmod 644 "$WORK/nginx/customer.json"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  client_body_temp_path $WORK/nginx/tmp;
+  proxy_temp_path $WORK/nginx/tmp;
+  fastcgi_temp_path $WORK/nginx/tmp;
+  uwsgi_temp_path $WORK/nginx/tmp;
+  scgi_temp_path $WORK/nginx/tmp;
+  server {
+    listen 127.0.0.1:$UP_PORT;
+    location = /v1/customers {
+      default_type application/json;
+      alias $WORK/nginx/customer.json;
+    }
+  }
+}
+EOF
+"$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/logs/stderr" &
+PIDS+=($!)
+UP_PID=$!
+
+export CRM_BASE_URL=http://127.0.0.1:$UP_PORT CRM_TOKEN=$TOKEN
+"$BASELINE" "127.0.0.1:$BASE_PORT" 2>"$WORK/baseline.log" &
+PIDS+=($!)
+BASE_PID=$!
+# The default log level (info), as `mca serve` runs in production; the log goes to a file.
+"$MCA" serve examples/lookup_customer.mca --listen "127.0.0.1:$MCA_PORT" --allow-private \
+  --cache-capacity "$FILL" 2>"$WORK/mca.log" &
+PIDS+=($!)
+MCA_PID=$!
+
+BASE_URL=http://127.0.0.1:$BASE_PORT/actions/lookup_customer
+MCA_URL=http://127.0.0.1:$MCA_PORT/actions/lookup_customer
+UP_URL="http://127.0.0.1:$UP_PORT/v1/customers?phone=%2B4930123456"
+
+ask() { # url -> the answer to one lookup
+  curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' -H 'X-Call-Id: check' \
+    -d '{"phone":"+4930123456"}' "$1"
+}
+for i in $(seq 100); do
+  if curl -sf --max-time 1 "$UP_URL" >/dev/null 2>&1 &&
+    ask "$BASE_URL" >/dev/null 2>&1 && ask "$MCA_URL" >/dev/null 2>&1; then
+    break
+  fi
+  [ "$i" = 100 ] && {
+    echo "the servers did not start"
+    tail -n 5 "$WORK"/*.log "$WORK/nginx/logs/"* >&2
+    exit 1
+  }
+  sleep 0.1
+done
+for url in "$BASE_URL" "$MCA_URL"; do
+  answer=$(ask "$url")
+  case $answer in
+  *'"status":"ok"'*'"found":true'*'"open_tickets":2'*'Found Max Mustermann from Beispiel GmbH.'*) ;;
+  *)
+    echo "unexpected answer from $url: $answer" >&2
+    exit 1
+    ;;
+  esac
+done
+
+rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# CPU clock ticks (user + system) of a process and its children (nginx's worker).
+cpu_ticks() {
+  local pid total=0
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+
+# load NAME PID URL CONNECTIONS SCRIPT [ARGS...]: warm up, measure; keeps
+# "req/s p50 p99 requests errors cpu-µs-per-request" (the CPU time of the server process PID).
+declare -A R
+load() {
+  local name=$1 pid=$2 url=$3 conns=$4 script=$5 before after
+  shift 5
+  wrk -t1 -c"$conns" -d"${WARMUP}s" --timeout 5s -s "bench/$script" "$url" -- "$@" >/dev/null
+  before=$(cpu_ticks "$pid")
+  R[$name]=$(wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 5s -s "bench/$script" "$url" -- "$@" |
+    awk '/^RESULT/ { print $2, $3, $4, $5, $6 }')
+  after=$(cpu_ticks "$pid")
+  R[$name]="${R[$name]} $(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    -v n="$(echo "${R[$name]}" | awk '{ print $4 }')" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')"
+}
+
+IDLE_MCA=$(rss_mb "$MCA_PID")
+IDLE_BASE=$(rss_mb "$BASE_PID")
+echo "filling the cache of mca with $FILL entries"
+wrk -t1 -c32 -d120s --timeout 5s -s bench/fill.lua "$MCA_URL" -- 9 "$FILL" >/dev/null
+sleep 1
+FULL_MCA=$(rss_mb "$MCA_PID")
+
+echo "measuring: ${WARMUP}s warm-up + ${DURATION}s per run"
+load up-32 "$UP_PID" "$UP_URL" 32 get.lua
+# Misses: a new phone number per request; baseline and mca alternate.
+load base-miss-1 "$BASE_PID" "$BASE_URL" 1 miss.lua 1
+load mca-miss-1 "$MCA_PID" "$MCA_URL" 1 miss.lua 2
+load base-miss-32 "$BASE_PID" "$BASE_URL" 32 miss.lua 3
+load mca-miss-32 "$MCA_PID" "$MCA_URL" 32 miss.lua 4
+# Hits: the same phone number in the same call.
+load mca-hit-1 "$MCA_PID" "$MCA_URL" 1 hit.lua
+load mca-hit-32 "$MCA_PID" "$MCA_URL" 32 hit.lua
+LOADED_MCA=$(rss_mb "$MCA_PID")
+
+field() { echo "${R[$1]}" | awk -v i="$2" '{ print $i }'; }
+row() { # label, result name, baseline result name
+  local rps p50 p99 err cpu brps bp50
+  rps=$(field "$2" 1) p50=$(field "$2" 2) p99=$(field "$2" 3) err=$(field "$2" 5) cpu=$(field "$2" 6)
+  if [ -n "$3" ]; then
+    brps=$(field "$3" 1) bp50=$(field "$3" 2)
+    awk -v l="$1" -v r="$rps" -v a="$p50" -v b="$p99" -v br="$brps" -v bp="$bp50" -v e="$err" -v c="$cpu" \
+      'BEGIN { printf "| %-28s | %9.0f | %8.0f | %8.0f | %7.2fx | %5.2fx | %10.1f | %6d |\n", l, r, a, b, r / br, a / bp, c, e }'
+  else
+    awk -v l="$1" -v r="$rps" -v a="$p50" -v b="$p99" -v e="$err" -v c="$cpu" \
+      'BEGIN { printf "| %-28s | %9.0f | %8.0f | %8.0f | %8s | %6s | %10.1f | %6d |\n", l, r, a, b, "", "", c, e }'
+  fi
+}
+
+echo
+echo "lookup_customer over loopback, wrk -t1, ${DURATION}s per run ($(nproc) cores, $(date -u +%Y-%m-%d))"
+echo
+echo "| run                          |     req/s | p50 (µs) | p99 (µs) | req/s ×b | p50 ×b | CPU µs/req | errors |"
+echo "|------------------------------|----------:|---------:|---------:|---------:|-------:|-----------:|-------:|"
+row "upstream alone (nginx), 32c" up-32 ""
+row "baseline, miss, 1c" base-miss-1 base-miss-1
+row "mca, miss, 1c" mca-miss-1 base-miss-1
+row "baseline, miss, 32c" base-miss-32 base-miss-32
+row "mca, miss, 32c" mca-miss-32 base-miss-32
+row "mca, hit, 1c" mca-hit-1 base-miss-1
+row "mca, hit, 32c" mca-hit-32 base-miss-32
+echo
+echo "×b: ratio to the baseline's cache-miss run at the same connection count. CPU µs/req: CPU time"
+echo "(user + system) the server process spent per answered request during the measured run."
+echo
+echo "| memory (RSS)                          |     MB |"
+echo "|---------------------------------------|-------:|"
+printf "| baseline, idle                        | %6s |\n" "$IDLE_BASE"
+printf "| mca, idle                             | %6s |\n" "$IDLE_MCA"
+printf "| mca, %6d cache entries             | %6s |\n" "$FILL" "$FULL_MCA"
+printf "| mca, after every run                  | %6s |\n" "$LOADED_MCA"
+echo
+ratio() { awk -v a="$(field "$1" "$3")" -v b="$(field "$2" "$3")" 'BEGIN { printf "%.2f", a / b }'; }
+check() { # description, value, op, bound
+  if awk -v v="$2" -v b="$4" -v op="$3" 'BEGIN { exit !((op == ">=") ? v >= b : v < b) }'; then
+    echo "PASS  $1: $2 (target $3 $4)"
+  else
+    echo "MISS  $1: $2 (target $3 $4)"
+  fi
+}
+echo "targets:"
+check "cache-miss req/s at 32c, ×baseline" "$(ratio mca-miss-32 base-miss-32 1)" ">=" 1.0
+check "cache-miss p50 at 1c, ×baseline (at most)" "$(ratio mca-miss-1 base-miss-1 2)" "<" 1.2001
+check "cache-hit req/s at 32c, ×baseline miss" "$(ratio mca-hit-32 base-miss-32 1)" ">=" 3.0
+check "idle RSS, MB" "$IDLE_MCA" "<" 30
+check "RSS with $FILL cache entries, MB" "$FULL_MCA" "<" 150
