@@ -95,10 +95,41 @@ impl ActionCache {
             return;
         }
         for cache in std::iter::once(&self.fresh).chain(self.stale.as_ref()) {
-            let id = id.to_string();
+            // The call's keys, found before the predicate hides them; removed at once below so
+            // that nothing of the call stays in memory until moka's next maintenance.
+            let keys: Vec<Arc<CacheKey>> = cache
+                .iter()
+                .filter(|(k, _)| k.call.as_deref() == Some(id))
+                .map(|(k, _)| k)
+                .collect();
+            let owned = id.to_string();
             // Cannot fail: invalidation closures are enabled for call-scoped caches.
-            let _ = cache.invalidate_entries_if(move |k, _| k.call.as_deref() == Some(&id));
+            let _ = cache.invalidate_entries_if(move |k, _| k.call.as_deref() == Some(&owned));
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let cache = cache.clone();
+                handle.spawn(async move {
+                    for k in keys {
+                        cache.invalidate(k.as_ref()).await;
+                    }
+                    cache.run_pending_tasks().await;
+                });
+            }
         }
+    }
+
+    /// Entries really held (after pending maintenance), and how many of them are visible for
+    /// the call.
+    async fn footprint(&self, id: &str) -> (u64, usize) {
+        let (mut held, mut of_call) = (0, 0);
+        for cache in std::iter::once(&self.fresh).chain(self.stale.as_ref()) {
+            cache.run_pending_tasks().await;
+            held += cache.entry_count();
+            of_call += cache
+                .iter()
+                .filter(|(k, _)| k.call.as_deref() == Some(id))
+                .count();
+        }
+        (held, of_call)
     }
 }
 
@@ -134,5 +165,16 @@ impl Caches {
         for c in self.by_action.values() {
             c.end_call(id);
         }
+    }
+
+    /// Entries held in every cache, and how many are visible for the call.
+    pub(crate) async fn footprint(&self, id: &str) -> (u64, usize) {
+        let (mut held, mut of_call) = (0, 0);
+        for c in self.by_action.values() {
+            let (h, o) = c.footprint(id).await;
+            held += h;
+            of_call += o;
+        }
+        (held, of_call)
     }
 }

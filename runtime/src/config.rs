@@ -54,6 +54,11 @@ pub struct Config {
     /// PEM bundle of CA certificates trusted for upstream HTTPS in addition to the system's
     /// (for APIs behind a private CA). Certificates are always validated.
     pub extra_root_certs: Option<Vec<u8>>,
+    /// Circuit breaker and retry budget per upstream host (see [`crate::breaker`]).
+    pub breaker: crate::BreakerConfig,
+    /// Most action calls the server runs at once; more get a fast `503 overloaded` with
+    /// `Retry-After` instead of waiting in a queue (`--max-in-flight`). `0`: no limit.
+    pub max_in_flight: usize,
 }
 
 impl Default for Config {
@@ -69,6 +74,8 @@ impl Default for Config {
             request_read_timeout: Duration::from_secs(10),
             inbound: crate::platforms::InboundAuth::default(),
             extra_root_certs: None,
+            breaker: crate::BreakerConfig::default(),
+            max_in_flight: 1024,
         }
     }
 }

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
 
+use crate::breaker::Breakers;
 use crate::cache::{Caches, Entry};
 use crate::config::Config;
 use crate::input;
@@ -50,6 +51,7 @@ pub struct Runtime {
     caches: Caches,
     pub(crate) metrics: Metrics,
     redactor: Redactor,
+    breakers: Breakers,
     config: Config,
 }
 
@@ -81,6 +83,9 @@ struct Fresh {
 /// A rendered request, ready to be cloned for each attempt.
 struct Built {
     request: reqwest::Request,
+    /// The upstream host (`host:port`, the original one for a routed request): the key of its
+    /// circuit breaker and retry budget.
+    host_key: String,
     retryable: bool,
     oauth: Option<(TokenKey, String)>,
 }
@@ -118,6 +123,7 @@ impl Runtime {
             caches,
             metrics: Metrics::new(),
             redactor,
+            breakers: Breakers::new(config.breaker.clone()),
             config,
         })
     }
@@ -139,8 +145,9 @@ impl Runtime {
 
     /// The call has ended: drops every `scope call` cache entry of it.
     pub fn end_call(&self, call_id: &str) {
-        tracing::debug!(call_id, "call ended; dropping its cache entries");
+        tracing::debug!(call_id, "call ended; dropping its cache entries and tokens");
         self.caches.end_call(call_id);
+        self.tokens.end_call(call_id);
     }
 
     /// Metrics in OpenMetrics text format (served by `GET /metrics`).
@@ -566,6 +573,10 @@ impl Runtime {
         }
         let url = render::url(scope, &req.url.parts, &query).map_err(invalid)?;
         let (url, host) = self.outbound.place(&url)?;
+        let host_key = host.clone().unwrap_or_else(|| {
+            let port = url.port_or_known_default().unwrap_or(0);
+            format!("{}:{port}", url.host_str().unwrap_or_default())
+        });
 
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -616,6 +627,10 @@ impl Runtime {
                 client_secret,
                 scope: oauth_scope,
             }) => {
+                let per_call = std::iter::once(client_id)
+                    .chain(oauth_scope)
+                    .flat_map(|e| e.refs())
+                    .any(|r| matches!(r.ns, ir::Namespace::Call | ir::Namespace::Input));
                 let key = TokenKey {
                     token_url: secret_text(token_url),
                     client_id: secret_text(client_id),
@@ -623,6 +638,11 @@ impl Runtime {
                         .as_ref()
                         .map(secret_text)
                         .filter(|s| !s.is_empty()),
+                    call: if per_call {
+                        scope.call.id.clone()
+                    } else {
+                        None
+                    },
                 };
                 oauth = Some((key, secret_text(client_secret)));
             }
@@ -673,6 +693,7 @@ impl Runtime {
             .map_err(|e| Failure::new(Reason::InvalidRequest, crate::outbound::error_text(&e)))?;
         Ok(Built {
             request,
+            host_key,
             retryable,
             oauth,
         })
@@ -701,8 +722,19 @@ impl Runtime {
         } else {
             1
         };
+        // The host's circuit breaker: while it is open, fall back without a request.
+        let Some(mut permit) = self.breakers.admit(&built.host_key, &self.metrics) else {
+            return Err(Failure::new(
+                Reason::CircuitOpen,
+                format!(
+                    "the circuit to {} is open after repeated failures",
+                    built.host_key
+                ),
+            ));
+        };
         let mut n = 0;
         let mut reauthorized = false;
+        let mut first = true;
         loop {
             n += 1;
             let Some(mut request) = built.request.try_clone() else {
@@ -725,6 +757,7 @@ impl Runtime {
                 token = Some((key, t));
             }
             attempts.fetch_add(1, Ordering::Relaxed);
+            permit.begin(std::mem::take(&mut first));
             let per_try_deadline = match req.per_try_ms {
                 Some(ms) => (Instant::now() + Duration::from_millis(ms)).min(deadline),
                 None => deadline,
@@ -754,6 +787,10 @@ impl Runtime {
                 Ok(r) => format!("{}xx", r.status / 100),
                 Err(f) => f.reason.as_str().to_string(),
             };
+            permit.end(match &result {
+                Ok(r) => r.status == 429 || r.status >= 500,
+                Err(f) => matches!(f.reason, Reason::Connect | Reason::Timeout),
+            });
             tracing::debug!(attempt = n, result = %label, took_ms = started.elapsed().as_millis() as u64, "upstream attempt");
             self.metrics.attempt(&action.name, label, started.elapsed());
 
@@ -784,9 +821,65 @@ impl Runtime {
                 );
                 return result;
             }
+            if !permit.allow_retry() {
+                tracing::debug!("retry budget of the host spent; no retry");
+                return result;
+            }
             self.metrics.retry(&action.name);
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+/// Hooks for tests and fuzzing (see [`crate::hooks`]); not a stable API.
+impl Runtime {
+    /// Validates the inputs and renders the upstream request of `action` without sending it.
+    #[doc(hidden)]
+    pub fn render_request(
+        &self,
+        action: &str,
+        inputs: Value,
+        call: CallContext,
+    ) -> Result<crate::hooks::RenderedRequest, String> {
+        let prep = self.actions.get(action).ok_or("unknown action")?;
+        let inputs = input::validate(&prep.action, inputs).map_err(|e| e.message)?;
+        let scope = Scope {
+            inputs: &inputs,
+            call: &call,
+            env: &prep.env,
+            secrets: &prep.secrets,
+            outputs: None,
+        };
+        let built = self.build(prep, &scope).map_err(|f| f.message)?;
+        let r = built.request;
+        Ok(crate::hooks::RenderedRequest {
+            method: r.method().to_string(),
+            url: r.url().to_string(),
+            headers: r
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            body: r.body().and_then(|b| b.as_bytes()).map(<[u8]>::to_vec),
+        })
+    }
+
+    /// What the runtime still holds of a call (after `DELETE /calls/{id}`: nothing).
+    #[doc(hidden)]
+    pub async fn call_footprint(&self, call_id: &str) -> crate::hooks::CallFootprint {
+        let (held, of_call) = self.caches.footprint(call_id).await;
+        crate::hooks::CallFootprint {
+            cache_entries_held: held,
+            cache_entries_of_call: of_call,
+            tokens_of_call: self.tokens.of_call(call_id),
+        }
+    }
+
+    /// The circuit breaker state of an upstream host (`host:port`): `closed`, `open` or
+    /// `half_open`.
+    #[doc(hidden)]
+    pub fn breaker_state(&self, host: &str) -> &'static str {
+        self.breakers.state(host)
     }
 }
 

@@ -31,6 +31,7 @@
 //!   masked for secret values.
 //!
 //! Module map:
+//! - [`breaker`]: circuit breaker and retry budget per upstream host ([`BreakerConfig`]);
 //! - [`config`]: [`Config`], including upstream routes (how `--demo` and `mca test` point
 //!   upstream requests at a loopback server);
 //! - [`response`]: [`ActionResponse`], what an execution answers;
@@ -44,8 +45,13 @@
 //! - internal: input validation, template rendering, the outbound client with its SSRF guard,
 //!   OAuth2 token cache, response mapping, the cache and the metrics.
 
+pub mod breaker;
 pub mod config;
 pub mod demo;
+#[doc(hidden)]
+pub mod hooks;
+#[doc(hidden)]
+pub mod perf;
 pub mod platforms;
 pub mod response;
 pub mod schema;
@@ -64,6 +70,7 @@ mod prepare;
 mod redact;
 mod render;
 
+pub use breaker::BreakerConfig;
 pub use config::Config;
 pub use execute::Runtime;
 pub use prepare::{StartupError, StartupProblem};

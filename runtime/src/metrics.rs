@@ -8,12 +8,18 @@
 //! | `mca_upstream_attempts_total` | `action`, `result` | upstream attempts by result: status class (`2xx`...) or failure reason |
 //! | `mca_upstream_retries_total` | `action` | retries started |
 //! | `mca_cache_hits_total` / `mca_cache_misses_total` | `action` | cache lookups |
+//! | `mca_breaker_state` | `host` | circuit breaker of an upstream host: 0 closed, 1 open, 2 half-open |
+//! | `mca_breaker_transitions_total` | `host`, `state` | breaker changes, by the state entered |
+//! | `mca_breaker_rejected_total` | `host` | calls answered with their fallback (`circuit_open`) without a request |
+//! | `mca_retry_budget_exhausted_total` | `host` | retries not made because the host's retry budget was empty |
+//! | `mca_shed_total` | `route` | requests refused with `503` because too many were in flight |
 
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -34,6 +40,22 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabel {
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostStateLabels {
+    host: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: &'static str,
+}
+
 type HistogramFamily = Family<ActionLabel, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -51,6 +73,11 @@ pub(crate) struct Metrics {
     retries: Family<ActionLabel, Counter>,
     cache_hits: Family<ActionLabel, Counter>,
     cache_misses: Family<ActionLabel, Counter>,
+    breaker_state: Family<HostLabel, Gauge>,
+    breaker_transitions: Family<HostStateLabels, Counter>,
+    breaker_rejected: Family<HostLabel, Counter>,
+    budget_exhausted: Family<HostLabel, Counter>,
+    shed: Family<RouteLabel, Counter>,
 }
 
 impl Metrics {
@@ -87,6 +114,36 @@ impl Metrics {
         registry.register("upstream_retries", "Upstream retries", retries.clone());
         registry.register("cache_hits", "Cache hits", cache_hits.clone());
         registry.register("cache_misses", "Cache misses", cache_misses.clone());
+        let breaker_state = Family::<HostLabel, Gauge>::default();
+        let breaker_transitions = Family::<HostStateLabels, Counter>::default();
+        let breaker_rejected = Family::<HostLabel, Counter>::default();
+        let budget_exhausted = Family::<HostLabel, Counter>::default();
+        let shed = Family::<RouteLabel, Counter>::default();
+        registry.register(
+            "breaker_state",
+            "Circuit breaker per upstream host: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker changes by the state entered",
+            breaker_transitions.clone(),
+        );
+        registry.register(
+            "breaker_rejected",
+            "Calls that fell back at once because the host's circuit was open",
+            breaker_rejected.clone(),
+        );
+        registry.register(
+            "retry_budget_exhausted",
+            "Retries not made because the host's retry budget was empty",
+            budget_exhausted.clone(),
+        );
+        registry.register(
+            "shed",
+            "Requests refused with 503 because too many were in flight",
+            shed.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -96,7 +153,47 @@ impl Metrics {
             retries,
             cache_hits,
             cache_misses,
+            breaker_state,
+            breaker_transitions,
+            breaker_rejected,
+            budget_exhausted,
+            shed,
         }
+    }
+
+    pub(crate) fn breaker_state(&self, host: &str, state: &'static str) {
+        let value = match state {
+            "open" => 1,
+            "half_open" => 2,
+            _ => 0,
+        };
+        let host = host.to_string();
+        self.breaker_state
+            .get_or_create(&HostLabel { host: host.clone() })
+            .set(value);
+        self.breaker_transitions
+            .get_or_create(&HostStateLabels { host, state })
+            .inc();
+    }
+
+    pub(crate) fn breaker_rejected(&self, host: &str) {
+        self.breaker_rejected
+            .get_or_create(&HostLabel {
+                host: host.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn retry_budget_exhausted(&self, host: &str) {
+        self.budget_exhausted
+            .get_or_create(&HostLabel {
+                host: host.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn shed(&self, route: &'static str) {
+        self.shed.get_or_create(&RouteLabel { route }).inc();
     }
 
     fn label(action: &str) -> ActionLabel {

@@ -23,6 +23,9 @@ pub(crate) struct TokenKey {
     pub token_url: String,
     pub client_id: String,
     pub scope: Option<String>,
+    /// The call whose data (`call.*`, `input.*`) the client id or scope were rendered from:
+    /// such a token belongs to that call alone and is dropped when the call ends.
+    pub call: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +68,21 @@ impl TokenCache {
         let value = fresh.value.clone();
         *guard = Some(fresh);
         Ok(value)
+    }
+
+    /// Drops every token that belongs to the call (see [`TokenKey::call`]).
+    pub(crate) fn end_call(&self, call_id: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.retain(|k, _| k.call.as_deref() != Some(call_id));
+    }
+
+    /// How many tokens (or token slots) belong to the call.
+    pub(crate) fn of_call(&self, call_id: &str) -> usize {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .keys()
+            .filter(|k| k.call.as_deref() == Some(call_id))
+            .count()
     }
 
     /// Drops `rejected` (answered 401), unless another request already replaced it.

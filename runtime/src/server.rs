@@ -114,6 +114,7 @@ impl Server {
         }
         tracing::info!(addr = %self.local_addr, actions = runtime.actions().count(), "serving");
         let graceful = GracefulShutdown::new();
+        let limit = InFlight::new(config.max_in_flight);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
@@ -121,9 +122,17 @@ impl Server {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let rt = runtime.clone();
+                        let limit = limit.clone();
                         let service = service_fn(move |req| {
                             let rt = rt.clone();
-                            async move { Ok::<_, Infallible>(handle(rt, req).await) }
+                            // Admission: past the limit, a fast 503 instead of a queue.
+                            let slot = limit.enter(&rt, &req);
+                            async move {
+                                Ok::<_, Infallible>(match slot {
+                                    Ok(_slot) => handle(rt, req).await,
+                                    Err(Shed) => overloaded(),
+                                })
+                            }
                         });
                         let conn = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
@@ -162,6 +171,52 @@ impl Server {
 }
 
 type Reply = Response<Full<Bytes>>;
+
+/// Admission control: at most `max_in_flight` calls (`POST` requests: actions, platform
+/// webhooks, MCP) run at once; the next ones get `503 overloaded` with `Retry-After: 1` at
+/// once, so excess load never waits in an unbounded queue. `GET` (probes, metrics, schemas)
+/// is never refused.
+#[derive(Clone)]
+struct InFlight(Option<Arc<tokio::sync::Semaphore>>);
+
+impl InFlight {
+    fn new(max: usize) -> InFlight {
+        InFlight((max > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max))))
+    }
+
+    fn enter(
+        &self,
+        runtime: &Runtime,
+        req: &Request<Incoming>,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Shed> {
+        let Some(sem) = &self.0 else { return Ok(None) };
+        if req.method() != Method::POST {
+            return Ok(None);
+        }
+        match sem.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => {
+                runtime.metrics.shed("post");
+                tracing::debug!("overloaded: request shed");
+                Err(Shed)
+            }
+        }
+    }
+}
+
+/// A request refused by admission control.
+struct Shed;
+
+fn overloaded() -> Reply {
+    let mut r = error_reply(
+        503,
+        "overloaded",
+        "too many calls in flight; try again shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
 
 fn json_reply(status: u16, body: &Value) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
@@ -321,15 +376,9 @@ async fn call_action(
         Ok(Err(_)) => return error_reply(400, "invalid_body", "the body could not be read"),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    let inputs = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(Default::default())
-    } else {
-        match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return error_reply(400, "invalid_body", format!("the body is not JSON: {e}"))
-            }
-        }
+    let inputs = match crate::hooks::decode_body(&body) {
+        Ok(v) => v,
+        Err(e) => return json_reply(e.http_status, &e.to_json()),
     };
     let response = runtime.execute_since(name, inputs, call, arrived).await;
     json_reply(response.http_status(), &response.to_json())

@@ -4,7 +4,10 @@
 //! [`Reply`]s (the last one repeats), recording every request. Route all upstream requests of
 //! a runtime to it with `Config::default().route("*", stub.addr())`: nothing reaches the
 //! network. Faults: delays, never answering, connection resets (TCP RST), invalid JSON,
-//! oversized and slowly dripping bodies.
+//! oversized and slowly dripping bodies, truncated bodies, and bodies whose end is the
+//! connection's slow close. A request left waiting (delay, hang, slow close) ends as soon as the
+//! client closes its side, so [`Stub::open_connections`] and [`Stub::in_flight`] show what the
+//! client still holds.
 //!
 //! OAuth2 token requests (form bodies with `grant_type=client_credentials`) are answered with
 //! a token by the stub itself and recorded separately ([`Stub::token_requests`]), so scripted
@@ -54,6 +57,20 @@ pub enum Reply {
         chunk: Bytes,
         chunks: usize,
         every: Duration,
+    },
+    /// A complete response whose body ends with the connection (`Connection: close`, no
+    /// length), which is closed only after `close_after`.
+    SlowClose {
+        status: u16,
+        body: Bytes,
+        close_after: Duration,
+    },
+    /// Announces `declared` bytes of body (`Content-Length`), sends `body` (fewer), then closes
+    /// the connection.
+    Truncated {
+        status: u16,
+        body: Bytes,
+        declared: usize,
     },
 }
 
@@ -168,6 +185,34 @@ struct State {
     /// `expires_in` of the tokens the stub hands out; 3600 unless set.
     token_lifetime: Option<u64>,
     connections: usize,
+    /// Connections open now.
+    open: usize,
+    /// Requests being answered now.
+    in_flight: usize,
+}
+
+/// Decrements a counter of the state when dropped.
+struct Gauge {
+    state: Arc<Mutex<State>>,
+    which: fn(&mut State) -> &mut usize,
+}
+
+impl Gauge {
+    fn new(state: &Arc<Mutex<State>>, which: fn(&mut State) -> &mut usize) -> Gauge {
+        *which(&mut state.lock().unwrap_or_else(|p| p.into_inner())) += 1;
+        Gauge {
+            state: state.clone(),
+            which,
+        }
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let n = (self.which)(&mut s);
+        *n = n.saturating_sub(1);
+    }
 }
 
 /// The running stub; stops when dropped.
@@ -242,6 +287,17 @@ impl Stub {
     pub fn connections(&self) -> usize {
         self.lock().connections
     }
+
+    /// How many TCP connections are open now (idle keep-alive connections included).
+    pub fn open_connections(&self) -> usize {
+        self.lock().open
+    }
+
+    /// How many requests are being answered now (a client that gave up on one closes its
+    /// connection, which ends it).
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>) {
@@ -265,7 +321,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>) {
         let keep = Arc::new(Mutex::new(keep));
         let state = state.clone();
         while connections.try_join_next().is_some() {}
+        let open = Gauge::new(&state, |s| &mut s.open);
         connections.spawn(async move {
+            let _open = open;
             let service = service_fn(move |req| {
                 let state = state.clone();
                 let keep = keep.clone();
@@ -295,6 +353,7 @@ async fn answer(
     keep: Arc<Mutex<Option<std::net::TcpStream>>>,
     req: Request<Incoming>,
 ) -> Result<Response<StubBody>, ResetConnection> {
+    let _in_flight = Gauge::new(&state, |s| &mut s.in_flight);
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -349,10 +408,42 @@ async fn answer(
     loop {
         match reply {
             Reply::Delay(d, inner) => {
-                tokio::time::sleep(d).await;
+                if until_peer_closes(&keep, Some(d)).await {
+                    return Err(ResetConnection);
+                }
                 reply = *inner;
             }
-            Reply::Hang => std::future::pending::<()>().await,
+            Reply::Hang => {
+                until_peer_closes(&keep, None).await;
+                return Err(ResetConnection);
+            }
+            Reply::SlowClose {
+                status,
+                body,
+                close_after,
+            } => {
+                let head = format!(
+                    "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",
+                    reason_phrase(status)
+                );
+                write_raw(&keep, &[head.as_bytes(), &body].concat()).await;
+                until_peer_closes(&keep, Some(close_after)).await;
+                shutdown_raw(&keep);
+                return Err(ResetConnection);
+            }
+            Reply::Truncated {
+                status,
+                body,
+                declared,
+            } => {
+                let head = format!(
+                    "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n",
+                    reason_phrase(status)
+                );
+                write_raw(&keep, &[head.as_bytes(), &body].concat()).await;
+                shutdown_raw(&keep);
+                return Err(ResetConnection);
+            }
             Reply::Reset => {
                 let socket = keep.lock().unwrap_or_else(|p| p.into_inner()).take();
                 if let Some(socket) = socket {
@@ -404,6 +495,81 @@ async fn answer(
                 ));
             }
         }
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Status")
+}
+
+type Keep = Arc<Mutex<Option<std::net::TcpStream>>>;
+
+/// Whether the client closed its side (or the socket failed). Non-blocking.
+fn peer_closed(keep: &Keep) -> bool {
+    let guard = keep.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(socket) = guard.as_ref() else {
+        return true;
+    };
+    match socket.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Waits `limit` (forever if `None`), or until the client closes its side: `true` then.
+async fn until_peer_closes(keep: &Keep, limit: Option<Duration>) -> bool {
+    let end = limit.map(|d| tokio::time::Instant::now() + d);
+    loop {
+        if peer_closed(keep) {
+            return true;
+        }
+        let step = Duration::from_millis(10);
+        match end {
+            Some(end) => {
+                let now = tokio::time::Instant::now();
+                if now >= end {
+                    return false;
+                }
+                tokio::time::sleep(step.min(end - now)).await;
+            }
+            None => tokio::time::sleep(step).await,
+        }
+    }
+}
+
+/// Writes bytes straight to the socket, past hyper (for malformed responses).
+async fn write_raw(keep: &Keep, mut bytes: &[u8]) {
+    use std::io::Write;
+    for _ in 0..1000 {
+        if bytes.is_empty() {
+            return;
+        }
+        let written = {
+            let guard = keep.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(mut socket) = guard.as_ref() else {
+                return;
+            };
+            socket.write(bytes)
+        };
+        match written {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(Duration::from_millis(1)).await
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Closes the connection (FIN both ways) under hyper's feet.
+fn shutdown_raw(keep: &Keep) {
+    let guard = keep.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(socket) = guard.as_ref() {
+        let _ = socket.shutdown(std::net::Shutdown::Both);
     }
 }
 
