@@ -142,6 +142,19 @@ pub(crate) struct Prepared {
     pub auth_header_name: Option<HeaderName>,
 }
 
+/// Parses an output's JSONPath (the error is the parser's message).
+pub(crate) fn prepare_output(o: &ir::Output) -> Result<PreparedOutput, String> {
+    let query = parse_json_path(&o.mapping.path).map_err(|e| e.to_string())?;
+    Ok(PreparedOutput {
+        name: o.name.clone(),
+        ty: o.ty.clone(),
+        kind: o.mapping.kind,
+        query,
+        singular: o.mapping.singular,
+        default: o.mapping.default.clone(),
+    })
+}
+
 /// Prepares every action; on any problem, returns them all.
 pub(crate) fn prepare(
     project: ir::Project,
@@ -189,19 +202,12 @@ pub(crate) fn prepare(
 
         let mut outputs = Vec::new();
         for o in &action.outputs {
-            match parse_json_path(&o.mapping.path) {
-                Ok(query) => outputs.push(PreparedOutput {
-                    name: o.name.clone(),
-                    ty: o.ty.clone(),
-                    kind: o.mapping.kind,
-                    query,
-                    singular: o.mapping.singular,
-                    default: o.mapping.default.clone(),
-                }),
-                Err(e) => problems.push(StartupProblem::InvalidJsonPath {
+            match prepare_output(o) {
+                Ok(o) => outputs.push(o),
+                Err(message) => problems.push(StartupProblem::InvalidJsonPath {
                     action: action.name.clone(),
                     output: o.name.clone(),
-                    message: e.to_string(),
+                    message,
                 }),
             }
         }
