@@ -54,6 +54,10 @@ pub struct Config {
     /// PEM bundle of CA certificates trusted for upstream HTTPS in addition to the system's
     /// (for APIs behind a private CA). Certificates are always validated.
     pub extra_root_certs: Option<Vec<u8>>,
+    /// Fixed addresses for upstream host names, used instead of DNS (like `curl --resolve`).
+    /// The SSRF guard checks them exactly like DNS answers; unlike [`Config::routes`] they
+    /// open nothing.
+    pub resolve: HashMap<String, Vec<std::net::IpAddr>>,
     /// Circuit breaker and retry budget per upstream host (see [`crate::breaker`]).
     pub breaker: crate::BreakerConfig,
     /// Most action calls the server runs at once; more get a fast `503 overloaded` with
@@ -74,6 +78,7 @@ impl Default for Config {
             request_read_timeout: Duration::from_secs(10),
             inbound: crate::platforms::InboundAuth::default(),
             extra_root_certs: None,
+            resolve: HashMap::new(),
             breaker: crate::BreakerConfig::default(),
             max_in_flight: 1024,
         }

@@ -875,6 +875,13 @@ impl Runtime {
         }
     }
 
+    /// Resolves an upstream host name through the SSRF guard, without connecting: the
+    /// addresses a connection would use, or why there are none.
+    #[doc(hidden)]
+    pub async fn resolve_upstream(&self, host: &str) -> Result<Vec<std::net::IpAddr>, String> {
+        self.outbound.resolve(host).await
+    }
+
     /// The circuit breaker state of an upstream host (`host:port`): `closed`, `open` or
     /// `half_open`.
     #[doc(hidden)]

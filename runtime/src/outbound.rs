@@ -83,15 +83,21 @@ fn v6_blocked(a: Ipv6Addr) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct GuardedResolver {
     allow_private: bool,
+    /// Fixed answers for some names ([`Config::resolve`]), checked like DNS answers.
+    fixed: Arc<HashMap<String, Vec<IpAddr>>>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_string();
         let allow_private = self.allow_private;
+        let fixed = self.fixed.clone();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let key = host.trim_end_matches('.').to_ascii_lowercase();
+            let addrs: Vec<SocketAddr> = match fixed.get(&key) {
+                Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, 0)).collect(),
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
             if allow_private {
                 return Ok(Box::new(addrs.into_iter()) as Addrs);
             }
@@ -114,6 +120,7 @@ impl Resolve for GuardedResolver {
 /// The outbound side: one client, the policy, the routes.
 pub(crate) struct Outbound {
     pub client: reqwest::Client,
+    resolver: GuardedResolver,
     allow_private: bool,
     routes: HashMap<String, SocketAddr>,
 }
@@ -150,6 +157,16 @@ impl Outbound {
         // reqwest is built without a default crypto provider (no cmake/nasm needed): use ring.
         // Installing fails harmlessly when the process already has a default provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let resolver = GuardedResolver {
+            allow_private: config.allow_private,
+            fixed: Arc::new(
+                config
+                    .resolve
+                    .iter()
+                    .map(|(k, v)| (k.trim_end_matches('.').to_ascii_lowercase(), v.clone()))
+                    .collect(),
+            ),
+        };
         let mut builder = reqwest::Client::builder();
         if let Some(pem) = &config.extra_root_certs {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -159,9 +176,7 @@ impl Outbound {
         let client = builder
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow_private: config.allow_private,
-            }))
+            .dns_resolver(Arc::new(resolver.clone()))
             .user_agent(concat!("mca/", env!("CARGO_PKG_VERSION")))
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -169,6 +184,7 @@ impl Outbound {
             .map_err(|e| error_text(&e))?;
         Ok(Outbound {
             client,
+            resolver,
             allow_private: config.allow_private,
             routes: config
                 .routes
@@ -176,6 +192,15 @@ impl Outbound {
                 .map(|(k, v)| (k.to_ascii_lowercase(), *v))
                 .collect(),
         })
+    }
+
+    /// Resolves a host name through the guard, as a connection would (no connection is made).
+    pub(crate) async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        let name: Name = host.parse().map_err(|_| format!("{host} is not a host name"))?;
+        match self.resolver.resolve(name).await {
+            Ok(addrs) => Ok(addrs.map(|a| a.ip()).collect()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Applies routes and the scheme/IP-literal policy to a URL. Returns the URL to send to and,
