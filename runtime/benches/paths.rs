@@ -107,9 +107,11 @@ fn mapping(c: &mut Criterion) {
         if size > 1 << 20 {
             g.sample_size(20);
         }
-        g.bench_with_input(BenchmarkId::new("parse_and_map", label), &body, |b, body| {
-            b.iter(|| mapper.map_body(body))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("parse_and_map", label),
+            &body,
+            |b, body| b.iter(|| mapper.map_body(body)),
+        );
         let parsed: Value = serde_json::from_slice(&body).unwrap_or_default();
         g.bench_with_input(BenchmarkId::new("map_only", label), &parsed, |b, v| {
             b.iter(|| mapper.map(v))

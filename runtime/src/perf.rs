@@ -19,7 +19,10 @@ pub struct Mapper {
 impl Mapper {
     pub fn new(outputs: &[ir::Output]) -> Result<Mapper, String> {
         Ok(Mapper {
-            outputs: outputs.iter().map(prepare_output).collect::<Result<_, _>>()?,
+            outputs: outputs
+                .iter()
+                .map(prepare_output)
+                .collect::<Result<_, _>>()?,
         })
     }
 

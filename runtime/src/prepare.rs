@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use http::HeaderName;
-use jsonpath_rust::parser::model::JpQuery;
 use jsonpath_rust::parser::parse_json_path;
 use mca_compiler::ir::{self, Action, Auth, MappingKind, Namespace, Ty, UrlPart};
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::mapping::Plan;
 
 /// One thing that keeps the runtime from starting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +123,7 @@ pub(crate) struct PreparedOutput {
     pub name: String,
     pub ty: Ty,
     pub kind: MappingKind,
-    pub query: JpQuery,
+    pub plan: Plan,
     pub singular: bool,
     pub default: Option<Value>,
 }
@@ -149,7 +149,7 @@ pub(crate) fn prepare_output(o: &ir::Output) -> Result<PreparedOutput, String> {
         name: o.name.clone(),
         ty: o.ty.clone(),
         kind: o.mapping.kind,
-        query,
+        plan: Plan::new(&query),
         singular: o.mapping.singular,
         default: o.mapping.default.clone(),
     })
