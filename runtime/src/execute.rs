@@ -111,7 +111,8 @@ impl Runtime {
                 .filter_map(|p| Some((p.action.name.as_str(), p.action.cache.as_ref()?))),
             config.cache_capacity,
         );
-        let order = prepared.iter().map(|p| p.action.name.clone()).collect();
+        let order: Vec<String> = prepared.iter().map(|p| p.action.name.clone()).collect();
+        let metrics = Metrics::with_actions(order.iter().map(String::as_str));
         Ok(Runtime {
             actions: prepared
                 .into_iter()
@@ -121,7 +122,7 @@ impl Runtime {
             outbound,
             tokens: TokenCache::default(),
             caches,
-            metrics: Metrics::new(),
+            metrics,
             redactor,
             breakers: Breakers::new(config.breaker.clone()),
             config,
@@ -183,7 +184,9 @@ impl Runtime {
                 format!("there is no action named `{action}`"),
             ));
         };
-        let span = tracing::info_span!(
+        // Debug level: at the default level (info) a successful call logs nothing and pays
+        // for no span; warnings name the action themselves.
+        let span = tracing::debug_span!(
             "action",
             action = %prep.action.name,
             call_id = call.id.as_deref().unwrap_or("")
@@ -202,7 +205,7 @@ impl Runtime {
         let inputs = match input::validate(action, inputs) {
             Ok(i) => i,
             Err(e) => {
-                tracing::info!(outcome = "invalid_input", field = e.field.as_deref().unwrap_or(""), message = %e.message, "refused");
+                tracing::debug!(outcome = "invalid_input", field = e.field.as_deref().unwrap_or(""), message = %e.message, "refused");
                 self.metrics
                     .call(&action.name, "invalid_input", start.elapsed());
                 return ActionResponse::Error(e);
@@ -255,7 +258,7 @@ impl Runtime {
                         let message = self.redactor.redact(message);
                         match self.stale(prep, &inputs, &call).await {
                             Some(entry) => {
-                                tracing::warn!(reason = reason.as_str(), %message, "upstream failed; answering with a stale cache entry");
+                                tracing::warn!(action = %action.name, call_id = call.id.as_deref().unwrap_or(""), reason = reason.as_str(), %message, "upstream failed; answering with a stale cache entry");
                                 let detail = Detail {
                                     message: Some(message),
                                     ..detail
@@ -285,7 +288,7 @@ impl Runtime {
             ..answer
         };
         self.metrics.call(&action.name, outcome, took);
-        tracing::info!(
+        tracing::debug!(
             outcome,
             cached = answer.cached,
             attempts = answer.detail.attempts,
@@ -436,6 +439,8 @@ impl Runtime {
         let action = &prep.action;
         let took = start.elapsed();
         tracing::warn!(
+            action = %action.name,
+            call_id = call.id.as_deref().unwrap_or(""),
             reason = reason.as_str(),
             %message,
             attempts = detail.attempts,
@@ -784,14 +789,17 @@ impl Runtime {
                 )),
             };
             let label = match &result {
-                Ok(r) => format!("{}xx", r.status / 100),
-                Err(f) => f.reason.as_str().to_string(),
+                Ok(r) => Ok(r.status),
+                Err(f) => Err(f.reason.as_str()),
             };
             permit.end(match &result {
                 Ok(r) => r.status == 429 || r.status >= 500,
                 Err(f) => matches!(f.reason, Reason::Connect | Reason::Timeout),
             });
-            tracing::debug!(attempt = n, result = %label, took_ms = started.elapsed().as_millis() as u64, "upstream attempt");
+            tracing::debug!(attempt = n, result = %match label {
+                Ok(status) => format!("{}xx", status / 100),
+                Err(reason) => reason.to_string(),
+            }, took_ms = started.elapsed().as_millis() as u64, "upstream attempt");
             self.metrics.attempt(&action.name, label, started.elapsed());
 
             let delay = match &result {

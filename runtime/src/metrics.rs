@@ -14,6 +14,8 @@
 //! | `mca_retry_budget_exhausted_total` | `host` | retries not made because the host's retry budget was empty |
 //! | `mca_shed_total` | `route` | requests refused with `503` because too many were in flight |
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -64,7 +66,33 @@ fn latency_histogram() -> Histogram {
     ])
 }
 
+/// Outcome labels of `mca_action_calls_total`, in the order of [`ActionHandles::calls`].
+const OUTCOMES: [&str; 6] = [
+    "ok",
+    "on_status",
+    "fallback",
+    "stale",
+    "invalid_input",
+    "error",
+];
+
+/// One action's series, taken from the families the first time each is used (so `/metrics`
+/// shows exactly the series that were touched) and then updated without building a label,
+/// hashing it or locking the family on every call.
+#[derive(Default)]
+struct ActionHandles {
+    calls: [OnceLock<Counter>; OUTCOMES.len()],
+    duration: OnceLock<Histogram>,
+    upstream_duration: OnceLock<Histogram>,
+    /// Attempts answered with a status of class `Nxx`, by N (0 to 5).
+    attempts_by_class: [OnceLock<Counter>; 6],
+    cache_hits: OnceLock<Counter>,
+    cache_misses: OnceLock<Counter>,
+}
+
 pub(crate) struct Metrics {
+    /// Handles of the actions named at construction; other names use the families directly.
+    actions: HashMap<String, ActionHandles>,
     registry: Registry,
     calls: Family<OutcomeLabels, Counter>,
     duration: HistogramFamily,
@@ -145,6 +173,7 @@ impl Metrics {
             shed.clone(),
         );
         Metrics {
+            actions: HashMap::new(),
             registry,
             calls,
             duration,
@@ -158,6 +187,17 @@ impl Metrics {
             breaker_rejected,
             budget_exhausted,
             shed,
+        }
+    }
+
+    /// Metrics with cached series handles for these actions.
+    pub(crate) fn with_actions<'a>(names: impl IntoIterator<Item = &'a str>) -> Metrics {
+        Metrics {
+            actions: names
+                .into_iter()
+                .map(|n| (n.to_string(), ActionHandles::default()))
+                .collect(),
+            ..Metrics::new()
         }
     }
 
@@ -203,27 +243,66 @@ impl Metrics {
     }
 
     pub(crate) fn call(&self, action: &str, outcome: &'static str, took: Duration) {
-        self.calls
-            .get_or_create(&OutcomeLabels {
-                action: action.to_string(),
-                outcome,
-            })
-            .inc();
-        self.duration
-            .get_or_create(&Self::label(action))
-            .observe(took.as_secs_f64());
+        let counter = || {
+            self.calls
+                .get_or_create(&OutcomeLabels {
+                    action: action.to_string(),
+                    outcome,
+                })
+                .clone()
+        };
+        let duration = || self.duration.get_or_create(&Self::label(action)).clone();
+        match self.actions.get(action) {
+            Some(h) => {
+                match OUTCOMES.iter().position(|o| *o == outcome) {
+                    Some(i) => h.calls[i].get_or_init(counter).inc(),
+                    None => counter().inc(),
+                };
+                h.duration.get_or_init(duration).observe(took.as_secs_f64());
+            }
+            None => {
+                counter().inc();
+                duration().observe(took.as_secs_f64());
+            }
+        }
     }
 
-    pub(crate) fn attempt(&self, action: &str, result: String, took: Duration) {
-        self.attempts
-            .get_or_create(&ResultLabels {
-                action: action.to_string(),
-                result,
-            })
-            .inc();
-        self.upstream_duration
-            .get_or_create(&Self::label(action))
-            .observe(took.as_secs_f64());
+    /// One upstream attempt: `status` when a response arrived, else the failure's reason.
+    pub(crate) fn attempt(&self, action: &str, result: Result<u16, &str>, took: Duration) {
+        let counter = || {
+            let result = match result {
+                Ok(status) => format!("{}xx", status / 100),
+                Err(reason) => reason.to_string(),
+            };
+            self.attempts
+                .get_or_create(&ResultLabels {
+                    action: action.to_string(),
+                    result,
+                })
+                .clone()
+        };
+        let duration = || {
+            self.upstream_duration
+                .get_or_create(&Self::label(action))
+                .clone()
+        };
+        match self.actions.get(action) {
+            Some(h) => {
+                match result {
+                    Ok(status) if status < 600 => h.attempts_by_class[status as usize / 100]
+                        .get_or_init(counter)
+                        .inc(),
+                    _ => counter().inc(),
+                };
+                h.upstream_duration
+                    .get_or_init(duration)
+                    .observe(took.as_secs_f64());
+            }
+            None => {
+                counter().inc();
+                duration().observe(took.as_secs_f64());
+            }
+        }
     }
 
     pub(crate) fn retry(&self, action: &str) {
@@ -236,7 +315,12 @@ impl Metrics {
         } else {
             &self.cache_misses
         };
-        family.get_or_create(&Self::label(action)).inc();
+        let counter = || family.get_or_create(&Self::label(action)).clone();
+        match self.actions.get(action) {
+            Some(h) if hit => h.cache_hits.get_or_init(counter).inc(),
+            Some(h) => h.cache_misses.get_or_init(counter).inc(),
+            None => counter().inc(),
+        };
     }
 
     pub(crate) fn encode(&self) -> String {

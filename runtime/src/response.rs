@@ -135,6 +135,14 @@ impl ActionResponse {
         }
     }
 
+    /// [`ActionResponse::to_json`] as bytes, serialized directly (the server's body).
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        match self {
+            ActionResponse::Answer(a) => serde_json::to_vec(a).unwrap_or_else(|_| b"null".to_vec()),
+            ActionResponse::Error(e) => e.to_json().to_string().into_bytes(),
+        }
+    }
+
     pub fn answer(&self) -> Option<&Answer> {
         match self {
             ActionResponse::Answer(a) => Some(a),

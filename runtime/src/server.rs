@@ -219,7 +219,12 @@ fn overloaded() -> Reply {
 }
 
 fn json_reply(status: u16, body: &Value) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    bytes_reply(status, body.to_string().into_bytes())
+}
+
+/// A reply whose body is JSON text already.
+fn bytes_reply(status: u16, body: Vec<u8>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -381,7 +386,7 @@ async fn call_action(
         Err(e) => return json_reply(e.http_status, &e.to_json()),
     };
     let response = runtime.execute_since(name, inputs, call, arrived).await;
-    json_reply(response.http_status(), &response.to_json())
+    bytes_reply(response.http_status(), response.to_json_bytes())
 }
 
 #[cfg(test)]
