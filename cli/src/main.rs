@@ -96,6 +96,10 @@ enum Command {
         /// Most entries kept in the cache of each cached action.
         #[arg(long, default_value_t = 10_000)]
         cache_capacity: u64,
+        /// Most calls run at once; more get a fast 503 (`overloaded`, `Retry-After: 1`) instead
+        /// of waiting in a queue. 0: no limit.
+        #[arg(long, default_value_t = 1024)]
+        max_in_flight: usize,
     },
     /// Print the actions as tool definitions for a voice platform, OpenAI or MCP.
     Schema {
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
             demo,
             allow_private,
             cache_capacity,
+            max_in_flight,
         } => with_sources(&paths, |s| {
             serve::serve(
                 s,
@@ -184,6 +189,7 @@ fn main() -> ExitCode {
                     demo,
                     allow_private,
                     cache_capacity,
+                    max_in_flight,
                 },
             )
         }),

@@ -45,6 +45,7 @@ pub struct ServeArgs {
     pub demo: bool,
     pub allow_private: bool,
     pub cache_capacity: u64,
+    pub max_in_flight: usize,
 }
 
 pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
@@ -55,6 +56,7 @@ pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
     let result = mca_runtime::block_on(async move {
         let mut config = base_config(args.allow_private);
         config.cache_capacity = args.cache_capacity;
+        config.max_in_flight = args.max_in_flight;
         let _demo = if args.demo {
             let (addr, handle) = match mca_runtime::demo::start(
                 "127.0.0.1:0".parse().unwrap_or(args.listen),

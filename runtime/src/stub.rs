@@ -72,6 +72,9 @@ pub enum Reply {
         body: Bytes,
         declared: usize,
     },
+    /// One of these, picked at random for each request (for load runs: nine answers and one
+    /// fault make a 10% failure rate).
+    Random(Vec<Reply>),
 }
 
 impl Reply {
@@ -407,6 +410,13 @@ async fn answer(
     let mut reply = reply;
     loop {
         match reply {
+            Reply::Random(choices) => {
+                if choices.is_empty() {
+                    reply = Reply::status(200);
+                } else {
+                    reply = choices[fastrand::usize(..choices.len())].clone();
+                }
+            }
             Reply::Delay(d, inner) => {
                 if until_peer_closes(&keep, Some(d)).await {
                     return Err(ResetConnection);
