@@ -18,19 +18,43 @@ use mca_compiler::ir::{self, CacheScope};
 use moka::future::Cache;
 use serde_json::{Map, Value};
 
+use crate::prepare::PreparedOutput;
 use crate::response::CallContext;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
-    pub call: Option<String>,
-    pub key: String,
+    pub call: Option<Box<str>>,
+    /// The key inputs' values as JSON text.
+    pub key: Box<str>,
 }
 
+/// Mapped outputs. Only their values are held, in the order of the action's outputs: the
+/// names are the action's, and an entry is small (the cache holds many).
 #[derive(Debug)]
 pub(crate) struct Entry {
-    pub output: Map<String, Value>,
+    values: Box<[Value]>,
     /// The upstream status the outputs were mapped from.
     pub status: Option<u16>,
+}
+
+impl Entry {
+    /// `output` has one member per output of the action, in the action's order (as
+    /// `map_outputs` makes it).
+    pub(crate) fn new(output: Map<String, Value>, status: Option<u16>) -> Entry {
+        Entry {
+            values: output.into_iter().map(|(_, v)| v).collect(),
+            status,
+        }
+    }
+
+    /// The outputs, named.
+    pub(crate) fn output(&self, outputs: &[PreparedOutput]) -> Map<String, Value> {
+        outputs
+            .iter()
+            .zip(self.values.iter())
+            .map(|(o, v)| (o.name.clone(), v.clone()))
+            .collect()
+    }
 }
 
 pub(crate) struct ActionCache {
@@ -63,7 +87,7 @@ impl ActionCache {
     pub(crate) fn key(&self, inputs: &Map<String, Value>, call: &CallContext) -> Option<CacheKey> {
         let call = match self.decl.scope {
             CacheScope::Global => None,
-            CacheScope::Call => Some(call.id.clone()?),
+            CacheScope::Call => Some(Box::from(call.id.as_deref()?)),
         };
         let values: Vec<&Value> = self
             .decl
@@ -73,7 +97,7 @@ impl ActionCache {
             .collect();
         Some(CacheKey {
             call,
-            key: serde_json::to_string(&values).unwrap_or_default(),
+            key: serde_json::to_string(&values).unwrap_or_default().into(),
         })
     }
 

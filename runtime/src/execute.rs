@@ -399,23 +399,25 @@ impl Runtime {
         entry: &Entry,
         detail: Detail,
     ) -> Answer {
+        let output = entry.output(&prep.outputs);
         let no_secrets = HashMap::new();
         let scope = Scope {
             inputs,
             call,
             env: &prep.env,
             secrets: &no_secrets,
-            outputs: Some(&entry.output),
+            outputs: Some(&output),
         };
+        let say = prep
+            .action
+            .say
+            .as_ref()
+            .and_then(|t| scope.template_strict(t));
         Answer {
             action: prep.action.name.clone(),
             status: Status::Ok,
-            output: entry.output.clone(),
-            say: prep
-                .action
-                .say
-                .as_ref()
-                .and_then(|t| scope.template_strict(t)),
+            output,
+            say,
             cached: false,
             duration_ms: 0,
             reason: None,
@@ -554,10 +556,7 @@ impl Runtime {
         };
         let output = map_outputs(&prep.outputs, &json)
             .map_err(|message| miss(failed(Reason::Mapping, message), Some(status)))?;
-        Ok(Entry {
-            output,
-            status: Some(status),
-        })
+        Ok(Entry::new(output, Some(status)))
     }
 
     /// Renders the request: URL with encoded values, query, headers, auth, idempotency key,
