@@ -150,7 +150,17 @@ load() {
 IDLE_MCA=$(rss_mb "$MCA_PID")
 IDLE_BASE=$(rss_mb "$BASE_PID")
 echo "filling the cache of mca with $FILL entries"
-wrk -t1 -c32 -d120s --timeout 5s -s bench/fill.lua "$MCA_URL" -- 9 "$FILL" >/dev/null
+# New phone numbers until mca has counted FILL cache misses (wrk itself would wait out -d).
+misses() {
+  curl -sf --max-time 2 "http://127.0.0.1:$MCA_PORT/metrics" |
+    awk '/^mca_cache_misses_total/ { n += $2 } END { print n + 0 }'
+}
+wrk -t1 -c32 -d120s --timeout 5s -s bench/miss.lua "$MCA_URL" -- 9 >/dev/null &
+WRK_PID=$!
+PIDS+=("$WRK_PID")
+while kill -0 "$WRK_PID" 2>/dev/null && [ "$(misses)" -lt "$FILL" ]; do sleep 0.5; done
+kill "$WRK_PID" 2>/dev/null || true
+wait "$WRK_PID" 2>/dev/null || true
 sleep 1
 FULL_MCA=$(rss_mb "$MCA_PID")
 
