@@ -23,7 +23,7 @@ STEADY_SECONDS=${STEADY_SECONDS:-60}
 OVERLOAD_SECONDS=${OVERLOAD_SECONDS:-20}
 MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-64}
 OVER_LATENCY_MS=${OVER_LATENCY_MS:-100}
-PORT=${PORT:-18281}
+PORT=${PORT:-18391}
 
 echo "building (release): mca, the fault upstream and the load generator"
 cargo build --release --quiet -p mca-cli

@@ -13,7 +13,9 @@
 //! `Authorization: Bearer TOKEN` (`401` otherwise); `/healthz` and `/metrics` stay open for
 //! probes and scrapers. Listening on a non-loopback address without a token is refused.
 //! Request bodies larger than `max_body_bytes` get `413`; a request not read within
-//! `request_read_timeout` gets `408` (headers: the connection is closed).
+//! `request_read_timeout` gets `408` (headers: the connection is closed). Past
+//! [`Config::max_in_flight`](crate::Config::max_in_flight) concurrent `POST`s, the next get a
+//! fast `503` (`overloaded`, `Retry-After: 1`): excess load is shed, never queued.
 //!
 //! Shutdown: when the `shutdown` future completes, the listener closes, idle keep-alive
 //! connections are closed, and in-flight requests finish (each action answers by its deadline)

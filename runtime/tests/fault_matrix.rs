@@ -195,11 +195,18 @@ async fn round(m: &Matrix, check_reasons: bool) -> Vec<String> {
         let expect = case.expect.clone();
         tasks.push(tokio::spawn(async move {
             let mut problems = Vec::new();
+            let mut seen = Vec::new();
             for (n, (status, reason)) in expect.into_iter().enumerate() {
                 let t = Instant::now();
                 let (code, body) = call(&server, name, json!({"id": "1"}), None).await;
                 let took = t.elapsed();
                 let server_ms = body["duration_ms"].as_u64().unwrap_or(u64::MAX);
+                seen.push(format!(
+                    "{} {} {server_ms} ms (client {} ms)",
+                    body["status"].as_str().unwrap_or("?"),
+                    body["reason"].as_str().unwrap_or("-"),
+                    took.as_millis()
+                ));
                 if code != 200 {
                     problems.push(format!("{name}#{n}: HTTP {code}: {body}"));
                 }
@@ -219,6 +226,7 @@ async fn round(m: &Matrix, check_reasons: bool) -> Vec<String> {
                     problems.push(format!("{name}#{n}: {body}"));
                 }
             }
+            eprintln!("  {name:<36} {}", seen.join(" | "));
             problems
         }));
     }
