@@ -38,6 +38,8 @@ struct Token {
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 const MAX_TOKEN_RESPONSE: u64 = 64 * 1024;
+/// Most token slots kept before unused ones are forgotten.
+const MAX_SLOTS: usize = 10_000;
 
 #[derive(Default)]
 pub(crate) struct TokenCache {
@@ -47,6 +49,11 @@ pub(crate) struct TokenCache {
 impl TokenCache {
     fn slot(&self, key: &TokenKey) -> Arc<tokio::sync::Mutex<Option<Token>>> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if !slots.contains_key(key) && slots.len() >= MAX_SLOTS {
+            // Client ids or scopes rendered from caller data could grow the table without end:
+            // past the bound, forget the tokens nobody is using (they are fetched again).
+            slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
         slots.entry(key.clone()).or_default().clone()
     }
 
@@ -146,4 +153,34 @@ async fn fetch(outbound: &Outbound, key: &TokenKey, secret: &str) -> Result<Toke
         value: value.to_string(),
         refresh_at: Instant::now() + lifetime - margin,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: usize, call: Option<&str>) -> TokenKey {
+        TokenKey {
+            token_url: "https://auth.example.com/token".into(),
+            client_id: format!("client-{n}"),
+            scope: None,
+            call: call.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_ended_calls_lose_their_tokens() {
+        let cache = TokenCache::default();
+        let held = cache.slot(&key(0, Some("c1")));
+        for n in 1..(MAX_SLOTS + 500) {
+            cache.slot(&key(n, None));
+        }
+        let len = cache.slots.lock().unwrap().len();
+        assert!(len <= MAX_SLOTS, "{len}");
+        // A slot in use survives the purge.
+        assert_eq!(cache.of_call("c1"), 1);
+        drop(held);
+        cache.end_call("c1");
+        assert_eq!(cache.of_call("c1"), 0);
+    }
 }
