@@ -196,7 +196,9 @@ impl Outbound {
 
     /// Resolves a host name through the guard, as a connection would (no connection is made).
     pub(crate) async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, String> {
-        let name: Name = host.parse().map_err(|_| format!("{host} is not a host name"))?;
+        let name: Name = host
+            .parse()
+            .map_err(|_| format!("{host} is not a host name"))?;
         match self.resolver.resolve(name).await {
             Ok(addrs) => Ok(addrs.map(|a| a.ip()).collect()),
             Err(e) => Err(e.to_string()),
