@@ -6,7 +6,7 @@
 //!   record), and `mapping_only/*` the mapping of the already parsed body;
 //! - `execute/cache_hit`: `Runtime::execute` of lookup_customer answered from its cache (input
 //!   validation, cache lookup, `say`, the answer), and `execute/cache_hit_json` with the answer
-//!   serialized as the server sends it.
+//!   serialized as the server sends it (`to_json_bytes`).
 //!
 //! The load benchmark over HTTP is `bench/run.sh`; results are in BENCHMARKS.md.
 
@@ -157,7 +157,7 @@ fn cache_hit(c: &mut Criterion) {
     g.bench_function("cache_hit_json", |b| {
         b.iter(|| {
             let r = rt.block_on(runtime.execute("lookup_customer", inputs.clone(), call.clone()));
-            r.to_json().to_string()
+            r.to_json_bytes()
         })
     });
     g.finish();

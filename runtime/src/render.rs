@@ -76,13 +76,58 @@ impl Scope<'_> {
         }
     }
 
+    /// Appends a reference's text (as [`text`] makes it, lists joined with `list_sep`) without
+    /// copying the value first; `false` (and nothing appended) when it is null.
+    fn push_ref(&self, out: &mut String, r: &Ref, list_sep: &str) -> bool {
+        let value = match r.ns {
+            Namespace::Input => self.inputs.get(&r.name),
+            Namespace::Output => self.outputs.and_then(|o| o.get(&r.name)),
+            Namespace::Env | Namespace::Secret | Namespace::Call => {
+                let s = match r.ns {
+                    Namespace::Env => self.env.get(&r.name),
+                    Namespace::Secret => self.secrets.get(&r.name),
+                    _ => match r.name.as_str() {
+                        "id" => self.call.id.as_ref(),
+                        "from" => self.call.from.as_ref(),
+                        _ => None,
+                    },
+                };
+                return match s {
+                    Some(s) => {
+                        out.push_str(s);
+                        true
+                    }
+                    None => false,
+                };
+            }
+        };
+        match value {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => {
+                out.push_str(s);
+                true
+            }
+            Some(v) => match text(v, list_sep) {
+                Some(t) => {
+                    out.push_str(&t);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
     /// Renders a template; `None` if any reference is null.
     pub(crate) fn template_strict(&self, t: &Template) -> Option<String> {
         let mut out = String::new();
         for part in &t.parts {
             match part {
                 Part::Text(s) => out.push_str(s),
-                Part::Ref(r) => out.push_str(&text(&self.value(r), ", ")?),
+                Part::Ref(r) => {
+                    if !self.push_ref(&mut out, r, ", ") {
+                        return None;
+                    }
+                }
             }
         }
         Some(out)
@@ -94,7 +139,9 @@ impl Scope<'_> {
         for part in &t.parts {
             match part {
                 Part::Text(s) => out.push_str(s),
-                Part::Ref(r) => out.push_str(&text(&self.value(r), ", ").unwrap_or_default()),
+                Part::Ref(r) => {
+                    self.push_ref(&mut out, r, ", ");
+                }
             }
         }
         out
