@@ -1,10 +1,11 @@
 //! `mca test`, `mca run` and `mca serve` as users call them: real processes, real HTTP on loopback.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
+
+mod common;
+use common::{http, serve};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mca"));
@@ -160,94 +161,10 @@ fn run_refuses_a_loopback_upstream_without_allow_private() {
     assert_eq!(v["reason"], "blocked");
 }
 
-/// A running `mca serve`, killed on drop.
-struct Served {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(args: &[&str]) -> Served {
-    let mut child = bin()
-        .arg("serve")
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let Some(Ok(line)) = lines.next() else {
-            panic!("mca serve exited before serving");
-        };
-        if let Some(rest) = line
-            .split(" on http://")
-            .nth(1)
-            .filter(|_| line.starts_with("serving"))
-        {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr }
-}
-
-/// One HTTP/1.1 request with `Connection: close`; returns (status, body).
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap_or_default();
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    // Chunked bodies: take the JSON between the first `{`/`[` and the last `}`/`]`.
-    let start = body.find(['{', '[']).unwrap_or(0);
-    let end = body.rfind(['}', ']']).map_or(body.len(), |e| e + 1);
-    (status, body.get(start..end).unwrap_or_default().to_string())
-}
-
 #[test]
 fn serve_demo_answers_the_canonical_examples_offline() {
     // The whole examples folder, template library included: nothing needs configuring.
-    let s = serve(&["examples", "--demo"]);
+    let s = serve(&["examples", "--demo"], &[]);
     let (status, body) = http(
         &s.addr,
         "POST",
@@ -301,7 +218,7 @@ fn serve_demo_answers_the_canonical_examples_offline() {
 
 #[test]
 fn serve_stops_on_sigterm() {
-    let mut s = serve(&["examples/lookup_customer.mca", "--demo"]);
+    let mut s = serve(&["examples/lookup_customer.mca", "--demo"], &[]);
     let pid = s.child.id().to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
