@@ -33,9 +33,10 @@ fn median(mut v: Vec<u64>) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_failures_open_the_circuit_calls_fall_back_at_once_and_a_probe_closes_it() {
     let stub = Stub::start(vec![Reply::status(503)]).await.unwrap();
+    // Long enough for 20 calls on a loaded machine to all meet the open breaker.
     let breaker = BreakerConfig {
         failure_threshold: 5,
-        open_for: Duration::from_millis(400),
+        open_for: Duration::from_millis(1500),
         ..BreakerConfig::default()
     };
     let server = start(
@@ -82,7 +83,7 @@ async fn repeated_failures_open_the_circuit_calls_fall_back_at_once_and_a_probe_
 
     // After open_for, one probe goes through; its success closes the circuit.
     stub.set_replies(vec![ok()]);
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let (_, body) = call(&server, "a", json!({"id": "1"}), None).await;
     assert_eq!(body["status"], "ok", "{body}");
     assert_eq!(stub.request_count(), 1);
@@ -151,7 +152,7 @@ async fn while_half_open_only_the_probe_reaches_the_upstream() {
     };
     let server = Arc::new(
         start(
-            project(vec![with_timeout(action("a"), 1000)]),
+            project(vec![with_timeout(action("a"), 3000)]),
             breaker_config(&stub.url(), breaker),
         )
         .await,
@@ -159,14 +160,19 @@ async fn while_half_open_only_the_probe_reaches_the_upstream() {
     for _ in 0..2 {
         call(&server, "a", json!({"id": "1"}), None).await;
     }
-    // The probe will take 300 ms; meanwhile ten calls arrive.
-    stub.set_replies(vec![ok().delayed(Duration::from_millis(300))]);
+    // The probe will take 1.5 s; meanwhile ten calls arrive.
+    stub.set_replies(vec![ok().delayed(Duration::from_millis(1500))]);
     tokio::time::sleep(Duration::from_millis(250)).await;
     let probe = {
         let server = server.clone();
         tokio::spawn(async move { call(&server, "a", json!({"id": "1"}), None).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Wait until the probe is at the upstream.
+    let t = Instant::now();
+    while stub.in_flight() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "no probe");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     for _ in 0..10 {
         let (_, body) = call(&server, "a", json!({"id": "1"}), None).await;
         assert_eq!(body["reason"], "circuit_open", "{body}");
@@ -245,12 +251,12 @@ async fn an_upstream_failing_one_call_in_ten_keeps_every_call_ok_through_retries
 
 #[tokio::test(flavor = "multi_thread")]
 async fn past_max_in_flight_calls_are_shed_with_a_fast_503() {
-    let stub = Stub::start(vec![ok().delayed(Duration::from_millis(500))])
+    let stub = Stub::start(vec![ok().delayed(Duration::from_millis(1500))])
         .await
         .unwrap();
     let server = Arc::new(
         start(
-            project(vec![with_timeout(action("a"), 2000)]),
+            project(vec![with_timeout(action("a"), 3000)]),
             Config {
                 max_in_flight: 4,
                 ..config(&stub.url())
@@ -265,7 +271,12 @@ async fn past_max_in_flight_calls_are_shed_with_a_fast_503() {
             call(&server, "a", json!({ "id": i.to_string() }), None).await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Wait until the four are at the upstream, holding every slot.
+    let t = Instant::now();
+    while stub.in_flight() < 4 {
+        assert!(t.elapsed() < Duration::from_secs(5), "calls did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut shed_ms = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
