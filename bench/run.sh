@@ -4,7 +4,7 @@
 # loopback, measured with wrk in one run. Prints one table (requests/s, p50, p99, ratio to the
 # baseline) and the server's memory. See BENCHMARKS.md.
 #
-# Usage: bench/run.sh            (about 2 minutes once built; DURATION=N seconds per run)
+# Usage: bench/run.sh            (about 2.5 minutes once built; DURATION=N seconds per run)
 #
 # Installs nginx and wrk with apt-get when they are missing. Sends traffic only to 127.0.0.1;
 # every load run is bounded in time (wrk -d), and everything started here is stopped on exit.
@@ -35,7 +35,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 echo "building (release): mca and the baseline"
 cargo build --release --quiet -p mca-cli
 cargo build --release --quiet --manifest-path bench/baseline/Cargo.toml --target-dir target
-MCA=$ROOT/target/release/mca
+MCA=${MCA:-$ROOT/target/release/mca} # MCA=path/to/another/mca compares another build
 BASELINE=$ROOT/target/release/mca-bench-baseline
 
 WORK=$(mktemp -d /tmp/mca-bench.XXXXXX)
