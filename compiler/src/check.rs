@@ -2320,26 +2320,12 @@ impl Checker<'_> {
                             ok = false;
                             continue;
                         };
-                        let Some((_, ty)) =
-                            declared.inputs.iter().find(|(i, _)| i.name.name == key)
-                        else {
-                            let hint = name_hint(
-                                &key,
-                                declared.inputs.iter().map(|(i, _)| i.name.name.as_str()),
-                                "inputs",
-                            );
-                            let d = self
-                                .diag(
-                                    Code::UnknownInput,
-                                    m.key.span(),
-                                    format!("unknown input `{key}`"),
-                                )
-                                .label("this action has no such input")
-                                .hint(hint);
-                            self.push(d);
+                        let names = declared.inputs.iter().map(|(i, _)| i.name.name.as_str());
+                        let Some(at) = self.declared_key(&key, m.key.span(), names, "input") else {
                             ok = false;
                             continue;
                         };
+                        let ty = &declared.inputs[at].1;
                         let Some(json) = self.literal(&m.value, "a test value") else {
                             ok = false;
                             continue;
@@ -2658,6 +2644,32 @@ impl Checker<'_> {
         })
     }
 
+    /// The position of a test key among the declared inputs or outputs (`what`), or an
+    /// "unknown input/output" diagnostic with "did you mean".
+    fn declared_key<'n>(
+        &mut self,
+        key: &str,
+        span: Span,
+        names: impl Iterator<Item = &'n str> + Clone,
+        what: &str,
+    ) -> Option<usize> {
+        if let Some(at) = names.clone().position(|n| n == key) {
+            return Some(at);
+        }
+        let code = if what == "input" {
+            Code::UnknownInput
+        } else {
+            Code::UnknownOutput
+        };
+        let hint = name_hint(key, names, &format!("{what}s"));
+        let d = self
+            .diag(code, span, format!("unknown {what} `{key}`"))
+            .label(format!("this action has no such {what}"))
+            .hint(hint);
+        self.push(d);
+        None
+    }
+
     fn expected_outputs(
         &mut self,
         v: &ast::Value,
@@ -2673,24 +2685,12 @@ impl Checker<'_> {
                 ok = false;
                 continue;
             };
-            let Some((_, ty)) = declared.outputs.iter().find(|(o, _)| o.name.name == key) else {
-                let hint = name_hint(
-                    &key,
-                    declared.outputs.iter().map(|(o, _)| o.name.name.as_str()),
-                    "outputs",
-                );
-                let d = self
-                    .diag(
-                        Code::UnknownOutput,
-                        m.key.span(),
-                        format!("unknown output `{key}`"),
-                    )
-                    .label("this action has no such output")
-                    .hint(hint);
-                self.push(d);
+            let names = declared.outputs.iter().map(|(o, _)| o.name.name.as_str());
+            let Some(at) = self.declared_key(&key, m.key.span(), names, "output") else {
                 ok = false;
                 continue;
             };
+            let ty = &declared.outputs[at].1;
             let Some(json) = self.literal(&m.value, "an expected value") else {
                 ok = false;
                 continue;
