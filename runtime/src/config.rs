@@ -63,6 +63,9 @@ pub struct Config {
     /// Most action calls the server runs at once; more get a fast `503 overloaded` with
     /// `Retry-After` instead of waiting in a queue (`--max-in-flight`). `0`: no limit.
     pub max_in_flight: usize,
+    /// Where the store of deferred writes and follow-ups lives (`--store`); `None`: the
+    /// default, [`crate::outbox::default_store_path`] (`$MCA_STORE` or `.mca/store.sqlite`).
+    pub store: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -81,6 +84,7 @@ impl Default for Config {
             resolve: HashMap::new(),
             breaker: crate::BreakerConfig::default(),
             max_in_flight: 1024,
+            store: None,
         }
     }
 }

@@ -48,6 +48,7 @@
 pub mod breaker;
 pub mod config;
 pub mod demo;
+pub mod outbox;
 #[doc(hidden)]
 pub mod hooks;
 #[doc(hidden)]
