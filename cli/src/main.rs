@@ -4,6 +4,7 @@ mod files;
 mod platform;
 mod render;
 mod serve;
+mod writes;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -68,6 +69,10 @@ enum Command {
         /// Permit plain http:// and loopback/private upstream addresses.
         #[arg(long)]
         allow_private: bool,
+        /// The store of deferred writes and follow-ups (default: $MCA_STORE, or
+        /// .mca/store.sqlite).
+        #[arg(long)]
+        store: Option<PathBuf>,
     },
     /// Rewrite .mca files in the canonical layout (comments kept).
     Fmt {
@@ -100,6 +105,10 @@ enum Command {
         /// of waiting in a queue. 0: no limit.
         #[arg(long, default_value_t = 1024)]
         max_in_flight: usize,
+        /// The store of deferred writes and follow-ups (default: $MCA_STORE, or
+        /// .mca/store.sqlite).
+        #[arg(long)]
+        store: Option<PathBuf>,
     },
     /// Print the actions as tool definitions for a voice platform, OpenAI or MCP.
     Schema {
@@ -122,6 +131,20 @@ enum Command {
         /// Permit plain http:// and loopback/private upstream addresses.
         #[arg(long)]
         allow_private: bool,
+    },
+    /// List the deferred writes and follow-ups in the store, newest first, with counts.
+    Writes {
+        /// The store (default: $MCA_STORE, or .mca/store.sqlite).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Only jobs in this state.
+        #[arg(long, value_enum)]
+        state: Option<writes::StateArg>,
+        /// Most jobs listed.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
 }
 
@@ -154,6 +177,7 @@ fn main() -> ExitCode {
             call_id,
             call_from,
             allow_private,
+            store,
         } => with_sources(std::slice::from_ref(&path), |s| {
             serve::run(
                 s,
@@ -163,6 +187,7 @@ fn main() -> ExitCode {
                     allow_private,
                     call_id,
                     call_from,
+                    store,
                 },
             )
         }),
@@ -181,6 +206,7 @@ fn main() -> ExitCode {
             allow_private,
             cache_capacity,
             max_in_flight,
+            store,
         } => with_sources(&paths, |s| {
             serve::serve(
                 s,
@@ -190,6 +216,7 @@ fn main() -> ExitCode {
                     allow_private,
                     cache_capacity,
                     max_in_flight,
+                    store,
                 },
             )
         }),
@@ -210,6 +237,17 @@ fn main() -> ExitCode {
                     allow_private,
                 },
             )
+        }),
+        Command::Writes {
+            store,
+            state,
+            limit,
+            format,
+        } => writes::writes(writes::WritesArgs {
+            store,
+            state,
+            limit,
+            format,
         }),
     }
 }

@@ -46,6 +46,7 @@ pub struct ServeArgs {
     pub allow_private: bool,
     pub cache_capacity: u64,
     pub max_in_flight: usize,
+    pub store: Option<std::path::PathBuf>,
 }
 
 pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
@@ -57,6 +58,7 @@ pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
         let mut config = base_config(args.allow_private);
         config.cache_capacity = args.cache_capacity;
         config.max_in_flight = args.max_in_flight;
+        config.store = args.store;
         let _demo = if args.demo {
             let (addr, handle) = match mca_runtime::demo::start(
                 "127.0.0.1:0".parse().unwrap_or(args.listen),
@@ -116,6 +118,7 @@ pub struct RunArgs {
     pub allow_private: bool,
     pub call_id: Option<String>,
     pub call_from: Option<String>,
+    pub store: Option<std::path::PathBuf>,
 }
 
 pub fn run(sources: &[Source], args: RunArgs) -> ExitCode {
@@ -149,7 +152,11 @@ pub fn run(sources: &[Source], args: RunArgs) -> ExitCode {
     };
     init_logging("warn");
     let result = mca_runtime::block_on(async move {
-        let runtime = match Runtime::new(project, base_config(args.allow_private)) {
+        let config = Config {
+            store: args.store,
+            ..base_config(args.allow_private)
+        };
+        let runtime = match Runtime::new(project, config) {
             Ok(r) => r,
             Err(e) => return startup_failed(&e),
         };

@@ -450,7 +450,8 @@ impl Outbox {
     }
 
     /// Opens an existing store for reading only (for `mca writes`), also while a server has it
-    /// open for writing. Never creates or changes anything.
+    /// open for writing. Changes no data; when no writer has the store open, SQLite may leave
+    /// an empty `-wal` and a `-shm` file beside it, which the next writer uses and removes.
     pub fn open_read_only(path: &Path) -> Result<Outbox, OutboxError> {
         if !path.is_file() {
             return Err(OutboxError::NotFound(path.to_path_buf()));
