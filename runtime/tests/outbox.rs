@@ -520,3 +520,91 @@ async fn shutdown_waits_for_deliveries_in_flight_and_leaves_cut_ones_pending() {
     assert_eq!(jobs[0].state, JobState::Pending);
     assert_eq!(jobs[0].attempts, 1);
 }
+
+/// Set in the child process of the SIGKILL test: the store it writes to.
+const CHILD_ENV: &str = "MCA_OUTBOX_TEST_CHILD_STORE";
+
+/// Not a test of its own: the child process of
+/// `jobs_and_cut_deliveries_survive_a_sigkill_of_the_process` (does nothing otherwise).
+/// Enqueues ten jobs in five transactions, starts delivering all of them with a deliverer that
+/// never answers, says `ready`, and waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_child_process() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let outbox = Outbox::open(Path::new(&path)).unwrap();
+    for batch in 0..5 {
+        let jobs = (0..2)
+            .map(|i| {
+                let key = format!("k{}", batch * 2 + i);
+                job("book", Some(&key), Duration::from_secs(600))
+            })
+            .collect();
+        outbox.enqueue(jobs).await.unwrap();
+    }
+    let hangs = Arc::new(Hangs {
+        started: AtomicUsize::new(0),
+    });
+    let _worker = outbox.start_worker_with(hangs.clone(), fast());
+    eventually("ten deliveries started", || {
+        hangs.started.load(Ordering::SeqCst) == 10
+    })
+    .await;
+    println!("ready");
+    // Killed long before this ends; never outlive the parent for long.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[test]
+fn jobs_and_cut_deliveries_survive_a_sigkill_of_the_process() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = store(&dir);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "sigkill_child_process", "--nocapture"])
+        .env(CHILD_ENV, &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.trim() == "ready" {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let ready = rx.recv_timeout(Duration::from_secs(60));
+    child.kill().unwrap(); // SIGKILL: no destructor, no checkpoint, no clean close
+    child.wait().unwrap();
+    ready.expect("the child process never became ready");
+
+    let outbox = Outbox::open(&path).unwrap();
+    let jobs = outbox.list(None, 100).unwrap();
+    assert_eq!(jobs.len(), 10, "every enqueued job survived");
+    assert!(jobs
+        .iter()
+        .all(|j| j.state == JobState::Pending && j.attempts == 1));
+    let deliver = Scripted::new(vec![Delivery::Delivered]);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let worker = outbox.start_worker_with(deliver.clone(), fast());
+        eventually("all redelivered", || {
+            outbox.counts().unwrap().delivered == 10
+        })
+        .await;
+        worker.shutdown().await;
+    });
+    let mut keys: Vec<String> = deliver
+        .seen()
+        .into_iter()
+        .map(|j| j.idempotency_key)
+        .collect();
+    keys.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+    want.sort();
+    assert_eq!(keys, want, "each job redelivered once, with its own key");
+}
