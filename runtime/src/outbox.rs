@@ -888,7 +888,8 @@ fn decode(r: &rusqlite::Row<'_>) -> Result<JobRecord, (Option<i64>, String)> {
 
 /// The running delivery worker of [`Outbox::start_worker`]. Dropping it stops the worker at
 /// once, cutting deliveries in flight (their jobs stay pending); [`Worker::shutdown`] stops it
-/// gracefully.
+/// gracefully. Keep it for as long as jobs should be delivered.
+#[must_use = "dropping the Worker stops it at once"]
 pub struct Worker {
     stop: watch::Sender<bool>,
     handle: Option<tokio::task::JoinHandle<()>>,
