@@ -48,9 +48,9 @@
 pub mod breaker;
 pub mod config;
 pub mod demo;
-pub mod outbox;
 #[doc(hidden)]
 pub mod hooks;
+pub mod outbox;
 #[doc(hidden)]
 pub mod perf;
 pub mod platforms;
