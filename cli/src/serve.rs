@@ -163,6 +163,17 @@ pub fn run(sources: &[Source], args: RunArgs) -> ExitCode {
         let call = CallContext::new(args.call_id, args.call_from);
         let response = runtime.execute(&args.action, inputs, call).await;
         println!("{}", response.to_json());
+        if let Some(outbox) = runtime.outbox() {
+            if let Ok(counts) = outbox.counts() {
+                if counts.pending > 0 {
+                    eprintln!(
+                        "note: {} deferred write(s) pending in {}; `mca serve` with this store delivers them (`mca writes` lists them)",
+                        counts.pending,
+                        outbox.path().display()
+                    );
+                }
+            }
+        }
         match response {
             ActionResponse::Answer(_) => ExitCode::SUCCESS,
             ActionResponse::Error(_) => ExitCode::from(EXIT_ERRORS),

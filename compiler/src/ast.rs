@@ -79,6 +79,10 @@ pub enum Item {
     Cache(Cache),
     Invalidates(Invalidates),
     Messages(Messages),
+    Step(Step),
+    /// `timeout 4s` at the action level: the deadline of an action with steps.
+    Timeout(Duration, Span),
+    FollowUp(FollowUp),
     Test(Test),
 }
 
@@ -95,7 +99,113 @@ impl Item {
             Item::Cache(c) => c.span,
             Item::Invalidates(i) => i.span,
             Item::Messages(m) => m.span,
+            Item::Step(s) => s.span,
+            Item::Timeout(_, s) => *s,
+            Item::FollowUp(f) => f.span,
             Item::Test(t) => t.span,
+        }
+    }
+}
+
+/// `step NAME [deferred [within D]] [when COND] { request ... output { } on ... fallback { } }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub keyword: Span,
+    pub name: Ident,
+    pub deferred: Option<Deferred>,
+    pub when: Option<When>,
+    /// `request`, `output`, `on` and `fallback` items (the grammar allows no others).
+    pub items: Vec<Item>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deferred {
+    /// How long delivery is tried (`within 6h`).
+    pub within: Option<Duration>,
+    pub span: Span,
+}
+
+/// `when CONDITION`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct When {
+    pub cond: Cond,
+    pub span: Span,
+}
+
+/// `follow_up [when CONDITION]`: the action runs when the call ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    pub when: Option<When>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+/// An expression of the condition language: `or`, `and`, `not`, comparisons, operands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    Or(Vec<Cond>, Span),
+    And(Vec<Cond>, Span),
+    Not(Box<Cond>, Span),
+    Compare {
+        op: CmpOp,
+        op_span: Span,
+        left: Box<Cond>,
+        right: Box<Cond>,
+        span: Span,
+    },
+    /// A reference or a literal.
+    Operand(Expr),
+}
+
+impl Cond {
+    pub fn span(&self) -> Span {
+        match self {
+            Cond::Or(_, s) | Cond::And(_, s) | Cond::Not(_, s) => *s,
+            Cond::Compare { span, .. } => *span,
+            Cond::Operand(e) => e.span(),
+        }
+    }
+
+    /// Every reference in the expression, in source order.
+    pub fn refs(&self) -> Vec<&RefExpr> {
+        let mut out = Vec::new();
+        self.collect_refs(&mut out);
+        out
+    }
+
+    fn collect_refs<'a>(&'a self, out: &mut Vec<&'a RefExpr>) {
+        match self {
+            Cond::Or(cs, _) | Cond::And(cs, _) => cs.iter().for_each(|c| c.collect_refs(out)),
+            Cond::Not(c, _) => c.collect_refs(out),
+            Cond::Compare { left, right, .. } => {
+                left.collect_refs(out);
+                right.collect_refs(out);
+            }
+            Cond::Operand(Expr::Ref(r)) => out.push(r),
+            Cond::Operand(_) => {}
         }
     }
 }
@@ -237,16 +347,25 @@ pub struct OutputField {
     pub name: Ident,
     pub ty: TypeExpr,
     pub mapping: Mapping,
+    /// `when CONDITION`: the output is null when the condition does not hold.
+    pub when: Option<When>,
     pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mapping {
-    /// `exists`, `count`, `first` (checked later), or a bare path.
-    pub func: Option<Ident>,
-    pub path: PathLit,
+    pub source: Source,
     pub default: Option<Value>,
     pub span: Span,
+}
+
+/// Where an output's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A JSONPath into the response, optionally in `exists`, `count` or `first` (checked later).
+    Path { func: Option<Ident>, path: PathLit },
+    /// An expression over step values and inputs (actions with steps).
+    Expr(Cond),
 }
 
 /// A JSONPath as written, starting at `$`.
@@ -259,6 +378,7 @@ pub struct PathLit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Say {
     pub text: StrLit,
+    pub when: Option<When>,
     pub span: Span,
 }
 
@@ -349,11 +469,13 @@ pub struct Test {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TestItem {
     Input(Value, Span),
-    Upstream(Upstream, Span),
+    /// An upstream stub, for one step (`upstream contact 200 ...`) or for every request.
+    Upstream(Option<Ident>, Upstream, Span),
     Env(Ident, StrLit, Span),
     Secret(Ident, StrLit, Span),
     Call(Value, Span),
     ExpectRequest {
+        step: Option<Ident>,
         method: Ident,
         path: StrLit,
         headers: Vec<Param>,
@@ -370,7 +492,7 @@ impl TestItem {
     pub fn span(&self) -> Span {
         match self {
             TestItem::Input(_, s)
-            | TestItem::Upstream(_, s)
+            | TestItem::Upstream(_, _, s)
             | TestItem::Env(_, _, s)
             | TestItem::Secret(_, _, s)
             | TestItem::Call(_, s)

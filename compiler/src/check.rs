@@ -14,6 +14,8 @@ use crate::lines::LineIndex;
 use crate::suggest::{closest, did_you_mean};
 use crate::template::{self, TPart};
 
+mod steps;
+
 /// Live-call budgets.
 pub const TIMEOUT_ERROR_MS: u64 = 10_000;
 pub const TIMEOUT_WARN_MS: u64 = 5_000;
@@ -50,6 +52,9 @@ enum Place {
     Credential,
     /// `say` text: may read outputs; never secrets.
     Say,
+    /// Conditions and computed outputs: inputs, step values, call, env (and outputs where
+    /// they are known).
+    Value,
 }
 
 struct Declared<'s> {
@@ -74,6 +79,14 @@ pub fn check_action(cx: &mut Ctx, action: &ast::Action) -> Option<ir::Action> {
         query_name: String::new(),
         in_request: false,
         request_inputs: Vec::new(),
+        steps: Vec::new(),
+        current_step: None,
+        step_reads: Vec::new(),
+        step_edges: HashMap::new(),
+        outputs_known: false,
+        deferred_request: false,
+        input_types: HashMap::new(),
+        output_types: HashMap::new(),
     };
     let ir = ck.action(cx.file_name, action);
     cx.diags.append(&mut ck.diags);
@@ -103,6 +116,19 @@ struct Checker<'a> {
     /// While checking the request: the inputs it sends (a cache key must hold them all).
     in_request: bool,
     request_inputs: Vec<(String, Span)>,
+    /// The steps of the action, declared before any use.
+    steps: Vec<steps::StepDecl>,
+    /// While checking a step: its name, and the steps it reads (with where).
+    current_step: Option<String>,
+    step_reads: Vec<(String, Span)>,
+    /// Every live step's reads, for the cycle check.
+    step_edges: HashMap<String, Vec<(String, Span)>>,
+    /// `output.*` may be read (in a deferred step, which runs after the answer).
+    outputs_known: bool,
+    /// The request being checked is a deferred write (nobody waits for it).
+    deferred_request: bool,
+    input_types: HashMap<String, ir::Ty>,
+    output_types: HashMap<String, ir::Ty>,
 }
 
 impl Checker<'_> {
@@ -149,30 +175,62 @@ impl Checker<'_> {
         let mut description: Option<&ast::Description> = None;
         let mut request: Option<&ast::Request> = None;
         let mut outputs: Option<&ast::Outputs> = None;
-        let mut say: Option<&ast::Say> = None;
+        let mut says: Vec<&ast::Say> = Vec::new();
         let mut fallback: Option<&ast::Fallback> = None;
         let mut cache: Option<&ast::Cache> = None;
         let mut messages: Option<&ast::Messages> = None;
+        let mut follow_up: Option<&ast::FollowUp> = None;
+        let mut action_timeout: Option<(&ast::Duration, Span)> = None;
         let mut inputs = Vec::new();
         let mut on_status = Vec::new();
         let mut invalidates = Vec::new();
         let mut tests = Vec::new();
+        let mut steps = Vec::new();
 
         for item in &action.items {
             match item {
                 Item::Description(d) => self.single(&mut description, d, d.span, "description"),
                 Item::Request(r) => self.single(&mut request, r, r.span, "request"),
                 Item::Outputs(o) => self.single(&mut outputs, o, o.span, "output"),
-                Item::Say(s) => self.single(&mut say, s, s.span, "say"),
+                Item::Say(s) => says.push(s),
                 Item::Fallback(f) => self.single(&mut fallback, f, f.span, "fallback"),
                 Item::Cache(c) => self.single(&mut cache, c, c.span, "cache"),
                 Item::Input(i) => inputs.push(i),
                 Item::OnStatus(o) => on_status.push(o),
                 Item::Invalidates(i) => invalidates.push(i),
                 Item::Messages(m) => self.single(&mut messages, m, m.span, "messages"),
+                Item::FollowUp(f) => self.single(&mut follow_up, f, f.span, "follow_up"),
+                Item::Timeout(d, span) => match action_timeout {
+                    Some((_, first)) => {
+                        let d = self
+                            .diag(
+                                Code::DuplicateItem,
+                                Self::keyword_span(*span, "timeout"),
+                                "`timeout` is given twice in this action",
+                            )
+                            .label("second one")
+                            .secondary(
+                                self.file,
+                                Self::keyword_span(first, "timeout"),
+                                "first one here",
+                            )
+                            .hint("an action has at most one `timeout`");
+                        self.push(d);
+                    }
+                    None => action_timeout = Some((d, *span)),
+                },
+                Item::Step(s) => steps.push(s),
                 Item::Test(t) => tests.push(t),
             }
         }
+        let live_steps: Vec<&ast::Step> = steps
+            .iter()
+            .copied()
+            .filter(|s| s.deferred.is_none())
+            .collect();
+        // The action's form: one request, or steps (an action of deferred steps alone computes
+        // its outputs like one with live steps).
+        let with_steps = !live_steps.is_empty() || (request.is_none() && !steps.is_empty());
 
         let description_text = match description {
             Some(d) => {
@@ -208,6 +266,57 @@ impl Checker<'_> {
 
         // Declarations first, so that every use can be resolved whatever the order of items.
         let declared = self.declare(&inputs, outputs);
+        self.declare_steps(&steps);
+        for (i, ty) in &declared.inputs {
+            if let Some(ty) = ty {
+                self.input_types.insert(i.name.name.clone(), ty.clone());
+            }
+        }
+        for (o, ty) in &declared.outputs {
+            if let Some(ty) = ty {
+                self.output_types.insert(o.name.name.clone(), ty.clone());
+            }
+        }
+
+        let mut form_ok = true;
+        if let (Some(r), Some(first)) = (request, live_steps.first()) {
+            let d = self
+                .diag(
+                    Code::StepForm,
+                    Self::keyword_span(r.span, "request"),
+                    "an action with steps cannot also have a `request` of its own",
+                )
+                .label("which response would `output` map?")
+                .secondary(self.file, first.keyword, "a step")
+                .hint("make this request a step: `step NAME { request ... output { ... } }`, and compute the action's outputs from `step.NAME.VALUE`");
+            self.push(d);
+            form_ok = false;
+        }
+        if with_steps {
+            for o in &on_status {
+                let d = self
+                    .diag(
+                        Code::StepForm,
+                        Self::keyword_span(o.span, "on"),
+                        "`on` belongs in a step in an action with steps",
+                    )
+                    .label("which request's status?")
+                    .hint("move it into the step whose status it handles, assigning the step's values");
+                self.push(d);
+                form_ok = false;
+            }
+        } else if let Some((_, span)) = action_timeout {
+            let d = self
+                .diag(
+                    Code::StepForm,
+                    Self::keyword_span(span, "timeout"),
+                    "the timeout of a single-request action is the request's `timeout`",
+                )
+                .label("not used here")
+                .hint("move it into the request: `request ... { timeout 3s }`");
+            self.push(d);
+            form_ok = false;
+        }
 
         let request_ir = match request {
             Some(r) => {
@@ -216,7 +325,7 @@ impl Checker<'_> {
                 self.in_request = false;
                 ir
             }
-            None => {
+            None if steps.is_empty() => {
                 self.push(
                     self.diag(
                         Code::MissingItem,
@@ -224,15 +333,68 @@ impl Checker<'_> {
                         format!("action `{}` has no `request`", action.name.name),
                     )
                     .label("this action never calls anything")
-                    .hint("add `request GET \"https://...\" { }`"),
+                    .hint("add `request GET \"https://...\" { }`, or steps: `step NAME { request ... }`"),
                 );
                 None
             }
+            None => None,
+        };
+        let mut steps_ok = true;
+        let mut steps_ir = Vec::new();
+        for s in &steps {
+            match self.step(s) {
+                Some(st) => steps_ir.push(st),
+                None => steps_ok = false,
+            }
+        }
+        self.step_cycles();
+
+        let timeout_ms = match (&request_ir, action_timeout) {
+            (Some(r), _) => Some(r.timeout_ms),
+            (None, Some((d, span))) => self.duration(d, "timeout").inspect(|ms| {
+                self.timeout_limits(*ms, span);
+            }),
+            (None, None) => Some(DEFAULT_TIMEOUT_MS),
         };
 
         let inputs_ir = self.inputs(&declared);
-        let outputs_ir = self.outputs(&declared);
-        let say_ir = say.and_then(|s| self.template(&s.text, Place::Say));
+        let outputs_ir = self.outputs(&declared, with_steps, request.is_some() || steps.is_empty());
+
+        let mut say_ir = Vec::new();
+        let mut says_ok = true;
+        let mut unconditional: Option<Span> = None;
+        for s in &says {
+            if let Some(first) = unconditional {
+                let d = self
+                    .diag(
+                        Code::DuplicateItem,
+                        Self::keyword_span(s.span, "say"),
+                        "this `say` is never spoken",
+                    )
+                    .label("an earlier `say` has no `when`")
+                    .secondary(self.file, Self::keyword_span(first, "say"), "always spoken")
+                    .hint("`say` lines are tried in order: give the earlier one a `when`, or put the one without `when` last");
+                self.push(d);
+                says_ok = false;
+            }
+            if s.when.is_none() {
+                unconditional.get_or_insert(s.span);
+            }
+            let when = match &s.when {
+                Some(w) => match self.when(w, Place::Say) {
+                    Some(t) => Some(t),
+                    None => {
+                        says_ok = false;
+                        None
+                    }
+                },
+                None => None,
+            };
+            match self.template(&s.text, Place::Say) {
+                Some(text) => say_ir.push(ir::Say { when, text }),
+                None => says_ok = false,
+            }
+        }
 
         let required: Vec<&str> = declared
             .outputs
@@ -242,7 +404,7 @@ impl Checker<'_> {
             .collect();
         let mut on_ir = Vec::new();
         let mut handled: Vec<(ir::StatusRange, Span)> = Vec::new();
-        for o in &on_status {
+        for o in on_status.iter().filter(|_| !with_steps) {
             let statuses = self.statuses(&o.statuses);
             // A status an earlier `on` already handles never reaches this block.
             for (range, lit) in statuses.iter().flatten().zip(&o.statuses) {
@@ -272,7 +434,27 @@ impl Checker<'_> {
         let fallback_ir =
             fallback.and_then(|f| self.outcome(&f.items, &declared, &required, f.span, "fallback"));
 
-        let cache_ir = cache.and_then(|c| self.cache(c, request));
+        let live_requests: Vec<&ast::Request> = request
+            .into_iter()
+            .chain(live_steps.iter().flat_map(|s| {
+                s.items.iter().filter_map(|i| match i {
+                    Item::Request(r) => Some(r),
+                    _ => None,
+                })
+            }))
+            .collect();
+        // Deferred writes count as writes: a cache hit would skip (or repeat) them.
+        let written: Vec<&ast::Request> = live_requests
+            .iter()
+            .copied()
+            .chain(steps.iter().filter(|s| s.deferred.is_some()).flat_map(|s| {
+                s.items.iter().filter_map(|i| match i {
+                    Item::Request(r) => Some(r),
+                    _ => None,
+                })
+            }))
+            .collect();
+        let cache_ir = cache.and_then(|c| self.cache(c, &written));
 
         let mut invalidates_ir = Vec::new();
         for inv in &invalidates {
@@ -295,6 +477,37 @@ impl Checker<'_> {
             }
         }
 
+        let follow_up_ir = match follow_up {
+            None => Some(None),
+            Some(f) => match &f.when {
+                None => Some(Some(ir::FollowUp { when: None })),
+                Some(w) => {
+                    let reads_later = w.cond.refs().into_iter().find(|r| {
+                        r.segments
+                            .first()
+                            .is_some_and(|s| s.name == "step" || s.name == "output")
+                    });
+                    match reads_later {
+                        Some(r) => {
+                            let d = self
+                                .diag(
+                                    Code::ReferenceNotAllowed,
+                                    r.span,
+                                    format!("a follow-up's condition cannot read `{}`", ref_text(r)),
+                                )
+                                .label("decided before the follow-up runs")
+                                .hint("a follow-up's `when` reads the inputs the end of the call gives and `call.*`; test values of steps inside the action instead");
+                            self.push(d);
+                            None
+                        }
+                        None => self
+                            .when(w, Place::Value)
+                            .map(|t| Some(ir::FollowUp { when: Some(t) })),
+                    }
+                }
+            },
+        };
+
         let mut test_names: HashMap<String, Span> = HashMap::new();
         let mut tests_ir = Vec::new();
         for t in &tests {
@@ -313,13 +526,13 @@ impl Checker<'_> {
             } else {
                 test_names.insert(name.clone(), t.name.span);
             }
-            if let Some(ti) = self.test(t, name, &declared, request) {
+            if let Some(ti) = self.test(t, name, &declared, request, &steps) {
                 tests_ir.push(ti);
             }
         }
 
-        // Unused inputs: only meaningful when the request parsed.
-        if request.is_some() {
+        // Unused inputs: only meaningful when the requests parsed.
+        if request.is_some() || !steps.is_empty() {
             for (i, _) in &declared.inputs {
                 if !self.used_inputs.contains(&i.name.name) {
                     let d = self
@@ -335,19 +548,26 @@ impl Checker<'_> {
             }
         }
 
-        let timeout_ms = request_ir.as_ref().map(|r| r.timeout_ms);
         let messages_ir = match messages {
             Some(m) => self.messages(m, timeout_ms),
             None => Some(ir::Messages::default()),
         };
 
+        if !(form_ok && steps_ok && says_ok) {
+            return None;
+        }
+        if request_ir.is_none() && steps_ir.is_empty() {
+            return None;
+        }
         Some(ir::Action {
             name: action.name.name.clone(),
             file: file_name.to_string(),
             location: self.location(action.name.span),
             description: description_text?,
             inputs: inputs_ir?,
-            request: request_ir?,
+            request: request_ir,
+            steps: steps_ir,
+            timeout_ms: timeout_ms?,
             outputs: outputs_ir?,
             say: say_ir,
             on_status: on_ir,
@@ -355,6 +575,7 @@ impl Checker<'_> {
             cache: cache_ir,
             invalidates: invalidates_ir,
             messages: messages_ir?,
+            follow_up: follow_up_ir?,
             tests: tests_ir,
             env: std::mem::take(&mut self.env).into_iter().collect(),
             secrets: std::mem::take(&mut self.secrets).into_iter().collect(),
@@ -848,8 +1069,9 @@ impl Checker<'_> {
             "secret" => ir::Namespace::Secret,
             "call" => ir::Namespace::Call,
             "output" => ir::Namespace::Output,
+            "step" => return self.step_reference(r),
             other => {
-                let namespaces = ["input", "env", "secret", "call", "output"];
+                let namespaces = ["input", "env", "secret", "call", "output", "step"];
                 if closest(other, namespaces.into_iter()) == Some("input") {
                     // `inptu.phone` means `input.phone`: it is not an unused input.
                     if let Some(m) = r.segments.get(1) {
@@ -865,7 +1087,8 @@ impl Checker<'_> {
                     )
                     .label("not a namespace")
                     .hint(hint.unwrap_or_else(|| {
-                        "references start with input., env., secret., call. or output.".into()
+                        "references start with input., env., secret., call., output. or step."
+                            .into()
                     }));
                 self.push(d);
                 return None;
@@ -916,8 +1139,9 @@ impl Checker<'_> {
                     self.request_inputs.push((name.clone(), member.span));
                 }
             }
+            ir::Namespace::Step => return None,
             ir::Namespace::Output => {
-                if place != Place::Say {
+                if place != Place::Say && !self.outputs_known {
                     let d = self
                         .diag(
                             Code::ReferenceNotAllowed,
@@ -925,7 +1149,7 @@ impl Checker<'_> {
                             format!("`{}` is not known yet here", ref_text(r)),
                         )
                         .label("outputs exist only after the response")
-                        .hint("outputs can be used in `say` texts");
+                        .hint("outputs can be used in `say` texts and deferred steps; read a step's values with `step.NAME.VALUE`");
                     self.push(d);
                     return None;
                 }
@@ -1258,31 +1482,8 @@ impl Checker<'_> {
         }
 
         let timeout_ms = timeout.map_or(DEFAULT_TIMEOUT_MS, |t| t.0);
-        if let Some((ms, span)) = timeout {
-            if ms > TIMEOUT_ERROR_MS {
-                let d = self
-                    .diag(
-                        Code::TimeoutTooLong,
-                        span,
-                        format!(
-                            "timeout of {} is over the 10 s limit of a live call",
-                            fmt_ms(ms)
-                        ),
-                    )
-                    .label("too long for a caller waiting in silence")
-                    .hint("use 5s or less; give the caller a fallback instead of a long wait");
-                self.push(d);
-            } else if ms > TIMEOUT_WARN_MS {
-                let d = self
-                    .diag(
-                        Code::TimeoutLong,
-                        span,
-                        format!("timeout of {} is over the recommended 5 s", fmt_ms(ms)),
-                    )
-                    .label("the caller waits in silence this long")
-                    .hint("5s or less is recommended for a live call");
-                self.push(d);
-            }
+        if let Some((ms, span)) = timeout.filter(|_| !self.deferred_request) {
+            self.timeout_limits(ms, span);
         }
         if let Some((ms, span)) = per_try {
             if ms > timeout_ms {
@@ -1383,6 +1584,34 @@ impl Checker<'_> {
             read_only,
         })
         .filter(|_| ok)
+    }
+
+    /// The live-call limits of a timeout: an error over 10 s, a warning over 5 s.
+    fn timeout_limits(&mut self, ms: u64, span: Span) {
+        if ms > TIMEOUT_ERROR_MS {
+            let d = self
+                .diag(
+                    Code::TimeoutTooLong,
+                    span,
+                    format!(
+                        "timeout of {} is over the 10 s limit of a live call",
+                        fmt_ms(ms)
+                    ),
+                )
+                .label("too long for a caller waiting in silence")
+                .hint("use 5s or less; give the caller a fallback instead of a long wait");
+            self.push(d);
+        } else if ms > TIMEOUT_WARN_MS {
+            let d = self
+                .diag(
+                    Code::TimeoutLong,
+                    span,
+                    format!("timeout of {} is over the recommended 5 s", fmt_ms(ms)),
+                )
+                .label("the caller waits in silence this long")
+                .hint("5s or less is recommended for a live call");
+            self.push(d);
+        }
     }
 
     /// A duration; zero is refused. `what` names it ("timeout", "backoff", ...).
@@ -1786,16 +2015,81 @@ impl Checker<'_> {
 
     // ---- outputs --------------------------------------------------------------------------------
 
-    fn outputs(&mut self, declared: &Declared) -> Option<Vec<ir::Output>> {
+    /// The action's outputs: JSONPaths into the one response, or (`with_steps`) expressions
+    /// over step values.
+    fn outputs(
+        &mut self,
+        declared: &Declared,
+        with_steps: bool,
+        has_request: bool,
+    ) -> Option<Vec<ir::Output>> {
         let mut out = Vec::new();
         let mut ok = true;
         for (o, ty) in &declared.outputs {
-            let mapping = self.mapping(&o.mapping, ty.as_ref(), &o.name.name);
-            match (ty, mapping) {
-                (Some(ty), Some(mapping)) => out.push(ir::Output {
+            let source = match (&o.mapping.source, with_steps) {
+                (ast::Source::Path { func, path }, true) => {
+                    let span = func.as_ref().map_or(path.span, |f| f.span.to(path.span));
+                    let d = self
+                        .diag(
+                            Code::StepForm,
+                            span,
+                            format!("`{}` maps a JSONPath, but this action has steps", o.name.name),
+                        )
+                        .label("which step's response?")
+                        .hint(format!("map the response in the step's `output {{ }}`, and write `{}: {} = step.NAME.VALUE` here", o.name.name, self.text.get(o.ty.span.start..o.ty.span.end).unwrap_or(&o.ty.name.name)));
+                    self.push(d);
+                    None
+                }
+                (ast::Source::Path { .. }, false) if !has_request => {
+                    let d = self
+                        .diag(
+                            Code::StepForm,
+                            o.mapping.span,
+                            format!("`{}` maps a JSONPath, but this action has no live request", o.name.name),
+                        )
+                        .label("no response to map")
+                        .hint("a deferred step's response is never read: give the output a value in a live step, or remove it");
+                    self.push(d);
+                    None
+                }
+                (ast::Source::Path { .. }, false) => self
+                    .mapping(&o.mapping, ty.as_ref(), &o.name.name)
+                    .map(ir::Source::Path),
+                (ast::Source::Expr(c), true) => match ty {
+                    Some(ty) => self.computed_output(o, c, ty),
+                    None => None,
+                },
+                (ast::Source::Expr(c), false) => {
+                    self.expected_path(c, &o.name.name);
+                    None
+                }
+            };
+            let when = match &o.when {
+                None => Some(None),
+                Some(w) => {
+                    let t = self.when(w, Place::Value);
+                    if let (Some(_), Some(ty)) = (&t, ty) {
+                        if !ty.is_optional() {
+                            let d = self
+                                .diag(
+                                    Code::ConditionType,
+                                    Self::keyword_span(w.span, "when"),
+                                    format!("`{}` is null when its condition does not hold, but `{}` is not optional", o.name.name, ty.display()),
+                                )
+                                .label("null when the condition fails")
+                                .hint(format!("declare `{}: {}?`", o.name.name, ty.display()));
+                            self.push(d);
+                        }
+                    }
+                    t.map(Some)
+                }
+            };
+            match (ty, source, when) {
+                (Some(ty), Some(source), Some(when)) => out.push(ir::Output {
                     name: o.name.name.clone(),
                     ty: ty.clone(),
-                    mapping,
+                    source,
+                    when,
                 }),
                 _ => ok = false,
             }
@@ -1809,7 +2103,10 @@ impl Checker<'_> {
         ty: Option<&ir::Ty>,
         output: &str,
     ) -> Option<ir::Mapping> {
-        let kind = match &m.func {
+        let ast::Source::Path { func, path } = &m.source else {
+            return None;
+        };
+        let kind = match func {
             None => ir::MappingKind::Path,
             Some(f) => match f.name.as_str() {
                 "exists" => ir::MappingKind::Exists,
@@ -1839,7 +2136,6 @@ impl Checker<'_> {
                 }
             },
         };
-        let path = &m.path;
         let checked = match crate::jsonpath::check(&path.text) {
             Ok(c) => c,
             Err(e) => {
@@ -1874,7 +2170,7 @@ impl Checker<'_> {
         };
         if let Some(ty) = ty {
             let base = ty.base();
-            let func_span = m.func.as_ref().map_or(path.span, |f| f.span);
+            let func_span = func.as_ref().map_or(path.span, |f| f.span);
             match kind {
                 ir::MappingKind::Exists if *base != ir::Ty::Bool => {
                     let d = self
@@ -2104,7 +2400,7 @@ impl Checker<'_> {
 
     // ---- cache ----------------------------------------------------------------------------------
 
-    fn cache(&mut self, c: &ast::Cache, request: Option<&ast::Request>) -> Option<ir::Cache> {
+    fn cache(&mut self, c: &ast::Cache, requests: &[&ast::Request]) -> Option<ir::Cache> {
         let mut ttl = None;
         let mut key = Vec::new();
         let mut scope = None;
@@ -2198,7 +2494,7 @@ impl Checker<'_> {
             self.push(d);
             ok = false;
         }
-        if let Some(r) = request {
+        for r in requests {
             let safe = ir::Method::from_name(&r.method.name).is_some_and(|m| m.is_safe());
             let read_only = r
                 .items
@@ -2212,6 +2508,7 @@ impl Checker<'_> {
                     .hint("cache only reads; if this endpoint only reads (a search), add `read_only` to the request");
                 self.push(d);
                 ok = false;
+                break;
             }
         }
         // Every input the request sends must be in the key, or one caller's answer is served
@@ -2277,6 +2574,7 @@ impl Checker<'_> {
         name: String,
         declared: &Declared,
         request: Option<&ast::Request>,
+        steps: &[&ast::Step],
     ) -> Option<ir::Test> {
         use ast::TestItem as TI;
         // A misspelt error code is reported on its own; it may have meant `invalid_input`, so
@@ -2294,6 +2592,8 @@ impl Checker<'_> {
         let mut call_id = None;
         let mut call_from = None;
         let mut upstream = Vec::new();
+        let mut step_upstream: Vec<(String, Vec<ir::UpstreamStub>)> = Vec::new();
+        let mut step_stub_refused = false;
         let mut expectations = Vec::new();
         let mut needs_upstream: Option<Span> = None;
 
@@ -2343,8 +2643,29 @@ impl Checker<'_> {
                         inputs.insert(key, json);
                     }
                 }
-                TI::Upstream(u, span) => {
-                    upstream.push(match u {
+                TI::Upstream(step, u, span) => {
+                    let stubs = match step {
+                        None => &mut upstream,
+                        Some(st) => match self.test_step(st, steps) {
+                            Some(_) => {
+                                let at = match step_upstream.iter().position(|(n, _)| *n == st.name)
+                                {
+                                    Some(at) => at,
+                                    None => {
+                                        step_upstream.push((st.name.clone(), Vec::new()));
+                                        step_upstream.len() - 1
+                                    }
+                                };
+                                &mut step_upstream[at].1
+                            }
+                            None => {
+                                ok = false;
+                                step_stub_refused = true;
+                                continue;
+                            }
+                        },
+                    };
+                    stubs.push(match u {
                         ast::Upstream::Timeout => ir::UpstreamStub::Timeout,
                         ast::Upstream::Reset => ir::UpstreamStub::Reset,
                         ast::Upstream::Respond {
@@ -2448,6 +2769,7 @@ impl Checker<'_> {
                     }
                 }
                 TI::ExpectRequest {
+                    step,
                     method,
                     path,
                     headers,
@@ -2455,6 +2777,20 @@ impl Checker<'_> {
                     span,
                 } => {
                     needs_upstream.get_or_insert(*span);
+                    let step_request = match step {
+                        None => None,
+                        Some(st) => match self.test_step(st, steps) {
+                            Some(s) => s.items.iter().find_map(|i| match i {
+                                ast::Item::Request(r) => Some(r),
+                                _ => None,
+                            }),
+                            None => {
+                                ok = false;
+                                continue;
+                            }
+                        },
+                    };
+                    let request = step_request.or(request);
                     let m = ir::Method::from_name(&method.name);
                     if m.is_none() {
                         let hint = did_you_mean(
@@ -2523,6 +2859,7 @@ impl Checker<'_> {
                         expectations.push(ir::Expectation {
                             location: self.location(*span),
                             kind: ir::ExpectationKind::Request {
+                                step: step.as_ref().map(|s| s.name.clone()),
                                 method: m,
                                 path: p,
                                 headers: hs,
@@ -2604,7 +2941,13 @@ impl Checker<'_> {
             ok = false;
         }
         if let Some(span) = needs_upstream {
-            if upstream.is_empty() && !expects_invalid_input {
+            let needs = request.is_some() || steps.iter().any(|s| s.deferred.is_none());
+            if upstream.is_empty()
+                && step_upstream.is_empty()
+                && !step_stub_refused
+                && needs
+                && !expects_invalid_input
+            {
                 let d = self
                     .diag(Code::TestNoUpstream, Self::keyword_span(span, "expect"), "this test needs an upstream answer")
                     .label("what should the API answer?")
@@ -2640,8 +2983,47 @@ impl Checker<'_> {
             call_id,
             call_from,
             upstream,
+            step_upstream,
             expectations,
         })
+    }
+
+    /// The step a test names (`upstream contact ...`), or an "unknown step" diagnostic.
+    fn test_step<'s>(
+        &mut self,
+        name: &ast::Ident,
+        steps: &[&'s ast::Step],
+    ) -> Option<&'s ast::Step> {
+        if let Some(s) = steps.iter().find(|s| s.name.name == name.name) {
+            return Some(s);
+        }
+        let hint = if steps.is_empty() {
+            "this action has no steps: write `upstream 200 { ... }` for its request".to_string()
+        } else {
+            did_you_mean(&name.name, steps.iter().map(|s| s.name.name.as_str())).unwrap_or_else(
+                || {
+                    format!(
+                        "the steps are {}",
+                        join_and(
+                            &steps
+                                .iter()
+                                .map(|s| format!("`{}`", s.name.name))
+                                .collect::<Vec<_>>()
+                        )
+                    )
+                },
+            )
+        };
+        let d = self
+            .diag(
+                Code::UnknownStep,
+                name.span,
+                format!("unknown step `{}`", name.name),
+            )
+            .label("no step of this name in this action")
+            .hint(hint);
+        self.push(d);
+        None
     }
 
     /// The position of a test key among the declared inputs or outputs (`what`), or an
@@ -2716,6 +3098,7 @@ has_span!(
     ast::Request,
     ast::Outputs,
     ast::Say,
+    ast::FollowUp,
     ast::Fallback,
     ast::Cache,
     ast::Messages
@@ -2731,6 +3114,15 @@ fn name_hint<'a>(name: &str, names: impl Iterator<Item = &'a str> + Clone, what:
         format!("this action declares no {what}")
     } else {
         format!("this action's {what}: {}", all.join(", "))
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 

@@ -167,6 +167,15 @@ codes! {
     TestNoUpstream = "E0703", Error, "test needs an upstream answer";
     UnknownErrorCode = "E0704", Error, "unknown error code";
     DuplicateTest = "E0705", Error, "duplicate test name";
+
+    UnknownStep = "E0801", Error, "unknown step";
+    UnknownStepValue = "E0802", Error, "unknown step value";
+    StepCycle = "E0803", Error, "steps wait for each other";
+    ConditionType = "E0804", Error, "condition or expression of the wrong type";
+    DeferredWithoutKey = "E0805", Error, "deferred write without an idempotency key";
+    DeferredRead = "E0806", Error, "deferred step read before the answer";
+    StepForm = "E0807", Error, "item does not fit the action's form";
+    NeverNull = "W0808", Warning, "null check of a value that is never null";
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ pub enum TokenKind {
     LineComment,
     /// `/* ... */` (to the end of the text when unterminated).
     BlockComment,
+    /// A comparison operator: `==`, `!=`, `<=`, `>=`, and `<` / `>` where the syntax tree
+    /// says they compare (elsewhere they bracket a list's item type).
+    Op,
     /// One of `{ } [ ] ( ) < > : = , ? ?? .`
     Punct,
     /// Any other character.
@@ -149,6 +152,10 @@ pub fn lex(text: &str) -> Vec<Token> {
                     1
                 };
                 TokenKind::Punct
+            }
+            b'=' | b'!' | b'<' | b'>' if bytes.get(i + 1) == Some(&b'=') => {
+                i += 2;
+                TokenKind::Op
             }
             b'{' | b'}' | b'[' | b']' | b'(' | b')' | b'<' | b'>' | b':' | b'=' | b',' | b'.' => {
                 i += 1;
@@ -267,9 +274,15 @@ pub fn format(text: &str) -> Option<String> {
     {
         return None;
     }
-    let tokens = lex(text);
+    let mut tokens = lex(text);
     if tokens.iter().any(|t| t.kind == TokenKind::Unknown) {
         return None;
+    }
+    let ops = comparison_ops(&file);
+    for t in &mut tokens {
+        if ops.contains(&t.span.start) {
+            t.kind = TokenKind::Op;
+        }
     }
     let plan = Plan::new(&file, &tokens, text);
     let out = Printer::new(text, &tokens, &plan).print()?;
@@ -320,94 +333,170 @@ impl Plan {
                 plan.action_blocks.insert(b);
             }
             for item in &action.items {
-                let span = item.span();
-                plan.item_starts.insert(span.start);
-                let block = |plan: &mut Plan, after: usize| {
-                    if let Some(b) = brace_after(after, span.end) {
-                        plan.blocks.insert(b);
-                    }
-                };
-                match item {
-                    ast::Item::Request(r) => {
-                        block(&mut plan, r.url.span.end);
-                        for ri in &r.items {
-                            plan.item_starts.insert(ri.span().start);
-                            if let ast::RequestItem::Auth(a) = ri {
-                                if let ast::AuthKind::OAuth2(items) = &a.kind {
-                                    block(&mut plan, a.span.start);
-                                    for (key, _) in items {
-                                        plan.item_starts.insert(key.span.start);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    ast::Item::Outputs(o) => {
-                        block(&mut plan, span.start);
-                        for f in &o.fields {
-                            plan.item_starts.insert(f.span.start);
-                        }
-                    }
-                    ast::Item::OnStatus(o) => {
-                        let after = o.statuses.last().map_or(span.start, |s| s.span.end);
-                        block(&mut plan, after);
-                        for i in &o.items {
-                            plan.item_starts.insert(outcome_span(i).start);
-                        }
-                    }
-                    ast::Item::Fallback(f) => {
-                        block(&mut plan, span.start);
-                        for i in &f.items {
-                            plan.item_starts.insert(outcome_span(i).start);
-                        }
-                    }
-                    ast::Item::Cache(c) => {
-                        block(&mut plan, span.start);
-                        for i in &c.items {
-                            plan.item_starts.insert(cache_item_span(i).start);
-                        }
-                    }
-                    ast::Item::Messages(m) => {
-                        block(&mut plan, span.start);
-                        for i in &m.items {
-                            plan.item_starts.insert(i.span().start);
-                        }
-                    }
-                    ast::Item::Test(t) => {
-                        block(&mut plan, t.name.span.end);
-                        for ti in &t.items {
-                            plan.item_starts.insert(ti.span().start);
-                            if let ast::TestItem::ExpectRequest {
-                                path,
-                                headers,
-                                body,
-                                span,
-                                ..
-                            } = ti
-                            {
-                                if let Some(b) = brace_after(path.span.end, span.end) {
-                                    plan.blocks.insert(b);
-                                }
-                                for h in headers {
-                                    plan.item_starts.insert(h.span.start);
-                                }
-                                if let Some(keyword) =
-                                    body.as_ref().and_then(|b| token_before(b.span().start))
-                                {
-                                    plan.item_starts.insert(keyword);
-                                }
-                            }
-                        }
-                    }
-                    ast::Item::Description(_)
-                    | ast::Item::Input(_)
-                    | ast::Item::Say(_)
-                    | ast::Item::Invalidates(_) => {}
-                }
+                plan.item(item, &brace_after, &token_before);
             }
         }
         plan
     }
+
+    /// Records where an item and the items inside it start, and which `{` open blocks.
+    fn item(
+        &mut self,
+        item: &ast::Item,
+        brace_after: &dyn Fn(usize, usize) -> Option<usize>,
+        token_before: &dyn Fn(usize) -> Option<usize>,
+    ) {
+        let span = item.span();
+        self.item_starts.insert(span.start);
+        let block = |plan: &mut Plan, after: usize| {
+            if let Some(b) = brace_after(after, span.end) {
+                plan.blocks.insert(b);
+            }
+        };
+        match item {
+            ast::Item::Request(r) => {
+                block(self, r.url.span.end);
+                for ri in &r.items {
+                    self.item_starts.insert(ri.span().start);
+                    if let ast::RequestItem::Auth(a) = ri {
+                        if let ast::AuthKind::OAuth2(items) = &a.kind {
+                            block(self, a.span.start);
+                            for (key, _) in items {
+                                self.item_starts.insert(key.span.start);
+                            }
+                        }
+                    }
+                }
+            }
+            ast::Item::Outputs(o) => {
+                block(self, span.start);
+                for f in &o.fields {
+                    self.item_starts.insert(f.span.start);
+                }
+            }
+            ast::Item::OnStatus(o) => {
+                let after = o.statuses.last().map_or(span.start, |s| s.span.end);
+                block(self, after);
+                for i in &o.items {
+                    self.item_starts.insert(outcome_span(i).start);
+                }
+            }
+            ast::Item::Fallback(f) => {
+                block(self, span.start);
+                for i in &f.items {
+                    self.item_starts.insert(outcome_span(i).start);
+                }
+            }
+            ast::Item::Cache(c) => {
+                block(self, span.start);
+                for i in &c.items {
+                    self.item_starts.insert(cache_item_span(i).start);
+                }
+            }
+            ast::Item::Messages(m) => {
+                block(self, span.start);
+                for i in &m.items {
+                    self.item_starts.insert(i.span().start);
+                }
+            }
+            ast::Item::Test(t) => {
+                block(self, t.name.span.end);
+                for ti in &t.items {
+                    self.item_starts.insert(ti.span().start);
+                    if let ast::TestItem::ExpectRequest {
+                        path,
+                        headers,
+                        body,
+                        span,
+                        ..
+                    } = ti
+                    {
+                        if let Some(b) = brace_after(path.span.end, span.end) {
+                            self.blocks.insert(b);
+                        }
+                        for h in headers {
+                            self.item_starts.insert(h.span.start);
+                        }
+                        if let Some(keyword) =
+                            body.as_ref().and_then(|b| token_before(b.span().start))
+                        {
+                            self.item_starts.insert(keyword);
+                        }
+                    }
+                }
+            }
+            ast::Item::Step(st) => {
+                let after = st
+                    .when
+                    .as_ref()
+                    .map(|w| w.span.end)
+                    .or(st.deferred.as_ref().map(|d| d.span.end))
+                    .unwrap_or(st.name.span.end);
+                block(self, after);
+                for i in &st.items {
+                    self.item(i, brace_after, token_before);
+                }
+            }
+            ast::Item::Description(_)
+            | ast::Item::Input(_)
+            | ast::Item::Say(_)
+            | ast::Item::Timeout(..)
+            | ast::Item::FollowUp(_)
+            | ast::Item::Invalidates(_) => {}
+        }
+    }
+}
+
+/// Offsets of the `<` and `>` tokens that compare (in conditions).
+fn comparison_ops(file: &ast::File) -> HashSet<usize> {
+    fn cond(c: &ast::Cond, out: &mut HashSet<usize>) {
+        match c {
+            ast::Cond::Or(cs, _) | ast::Cond::And(cs, _) => cs.iter().for_each(|c| cond(c, out)),
+            ast::Cond::Not(c, _) => cond(c, out),
+            ast::Cond::Compare {
+                op_span,
+                left,
+                right,
+                ..
+            } => {
+                out.insert(op_span.start);
+                cond(left, out);
+                cond(right, out);
+            }
+            ast::Cond::Operand(_) => {}
+        }
+    }
+    fn when(w: &Option<ast::When>, out: &mut HashSet<usize>) {
+        if let Some(w) = w {
+            cond(&w.cond, out);
+        }
+    }
+    fn items(list: &[ast::Item], out: &mut HashSet<usize>) {
+        for item in list {
+            match item {
+                ast::Item::Step(s) => {
+                    when(&s.when, out);
+                    items(&s.items, out);
+                }
+                ast::Item::Say(s) => when(&s.when, out),
+                ast::Item::FollowUp(f) => when(&f.when, out),
+                ast::Item::Outputs(o) => {
+                    for f in &o.fields {
+                        when(&f.when, out);
+                        if let ast::Source::Expr(c) = &f.mapping.source {
+                            cond(c, out);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = HashSet::new();
+    for a in &file.actions {
+        items(&a.items, &mut out);
+    }
+    out
 }
 
 fn outcome_span(i: &ast::OutcomeItem) -> Span {
@@ -670,6 +759,13 @@ impl<'a> Printer<'a> {
         } else {
             ""
         };
+        // `and (`, `or (`, `not (`, `when (`: a condition's group, not a call.
+        if ts == "("
+            && pt.kind == TokenKind::Word
+            && matches!(pt.text(self.text), "and" | "or" | "not" | "when")
+        {
+            return true;
+        }
         if matches!(ts, "," | ":" | ")" | "]" | ">" | "?" | "(" | "<" | ".") {
             return false;
         }

@@ -8,7 +8,15 @@
 //! - secrets appear only in `Request::auth` and `Request::headers`, never their values;
 //! - every `Mapping::path` parses as an RFC 9535 JSONPath; `singular` says whether it can select
 //!   at most one node;
-//! - `fallback` and every `on_status` outcome assign every required output.
+//! - `fallback` and every `on_status` outcome assign every required output (of the action, or
+//!   of the step they belong to);
+//! - exactly one of `Action::request` and live `Action::steps` exists; outputs of a
+//!   single-request action and of steps are `Source::Path`, outputs of an action with steps
+//!   are `Source::Value`;
+//! - a `step.S.X` reference names a live step `S` that declares `X`; `Step::after` lists every
+//!   live step a step reads, and the steps form no cycle; deferred steps have no outputs and a
+//!   non-idempotent deferred request has an idempotency key;
+//! - every `Term` is type-checked: conditions are booleans, comparisons compare like types.
 //!
 //! Bump [`IR_VERSION`] on any change a runtime built for the old layout would misread.
 
@@ -16,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Version of the IR layout. The runtime refuses documents of another version.
-pub const IR_VERSION: u32 = 1;
+pub const IR_VERSION: u32 = 2;
 
 /// A whole compiled project: every action of every file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,10 +54,21 @@ pub struct Action {
     pub location: Location,
     pub description: String,
     pub inputs: Vec<Input>,
-    pub request: Request,
+    /// The one request of a single-request action: `outputs` map its response by JSONPath.
+    /// `None` in an action with steps.
+    pub request: Option<Request>,
+    /// Named steps in the order written: live ones run before the answer (concurrently where
+    /// they do not read each other), deferred ones are recorded and delivered after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// The whole time the caller waits: the request's `timeout`, or the action's `timeout` in
+    /// an action with steps.
+    pub timeout_ms: u64,
     pub outputs: Vec<Output>,
-    /// Spoken after a successful call; may reference `input.*`, `output.*`, `call.*`, `env.*`.
-    pub say: Option<Template>,
+    /// Spoken after a successful call: the first case whose condition holds (a case without a
+    /// condition always holds). May reference `input.*`, `output.*`, `step.*`, `call.*`, `env.*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub say: Vec<Say>,
     /// Status-specific outcomes, tried in order before the fallback.
     pub on_status: Vec<StatusHandler>,
     pub fallback: Option<Outcome>,
@@ -60,6 +79,10 @@ pub struct Action {
     /// it; the runtime itself never speaks these).
     #[serde(default, skip_serializing_if = "Messages::is_empty")]
     pub messages: Messages,
+    /// Runs when a call ends (`DELETE /calls/{id}` or the platform's end-of-call event), not
+    /// as a tool of the assistant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUp>,
     pub tests: Vec<Test>,
     /// Every environment variable the action reads via `env.NAME` (sorted, unique).
     pub env: Vec<String>,
@@ -78,9 +101,147 @@ pub struct Input {
     pub description: Option<String>,
 }
 
+impl Action {
+    /// The requests made while the caller waits: the one request, or the live steps'.
+    pub fn live_requests(&self) -> impl Iterator<Item = &Request> {
+        self.request.iter().chain(
+            self.steps
+                .iter()
+                .filter(|s| s.deferred.is_none())
+                .map(|s| &s.request),
+        )
+    }
+
+    /// Whether the action only reads (every live request is safe or `read_only`, and it has no
+    /// deferred writes).
+    pub fn reads_only(&self) -> bool {
+        self.live_requests()
+            .all(|r| r.read_only || r.method.is_safe())
+            && self.steps.iter().all(|s| s.deferred.is_none())
+    }
+
+    /// Whether calling the action twice has the effect of calling it once.
+    pub fn idempotent(&self) -> bool {
+        self.live_requests()
+            .chain(
+                self.steps
+                    .iter()
+                    .filter(|s| s.deferred.is_some())
+                    .map(|s| &s.request),
+            )
+            .all(|r| r.method.is_idempotent() || r.idempotency_key.is_some())
+    }
+}
+
 impl Input {
     pub fn required(&self) -> bool {
         self.default.is_none() && !self.ty.is_optional()
+    }
+}
+
+/// A named request of an action with steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    /// The step runs only when this holds; otherwise its values are null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Term>,
+    /// The live steps whose values this step reads: it starts when they have finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// Set for a deferred write: recorded durably before the answer, delivered after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<Deferred>,
+    pub request: Request,
+    /// The step's values, mapped from its response by JSONPath.
+    pub outputs: Vec<Output>,
+    pub on_status: Vec<StatusHandler>,
+    /// Values used when the step fails; without one, a failed step fails the action.
+    pub fallback: Option<Outcome>,
+}
+
+/// Deferred writes are tried for a day unless `within` says otherwise.
+pub const DEFAULT_DEFERRED_WITHIN_MS: u64 = 24 * 3_600_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferred {
+    /// Delivery is retried until this long after the write was recorded.
+    pub within_ms: u64,
+}
+
+/// A `say` text and the condition under which it is spoken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Say {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Term>,
+    pub text: Template,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUp {
+    /// The follow-up runs only when this holds (it may read `input.*` and `call.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Term>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// An expression of the condition language, type-checked by the compiler. Evaluation: null
+/// equals only null (so `x != "a"` holds when `x` is null); `<`, `<=`, `>`, `>=` with null are
+/// false; `and`, `or` and `not` treat null as false.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Term {
+    Ref {
+        r#ref: Ref,
+    },
+    Literal {
+        value: Value,
+    },
+    Not {
+        term: Box<Term>,
+    },
+    And {
+        terms: Vec<Term>,
+    },
+    Or {
+        terms: Vec<Term>,
+    },
+    Compare {
+        op: CmpOp,
+        left: Box<Term>,
+        right: Box<Term>,
+    },
+}
+
+impl Term {
+    /// Every reference in the expression.
+    pub fn refs(&self) -> Vec<&Ref> {
+        let mut out = Vec::new();
+        self.collect(&mut out);
+        out
+    }
+
+    fn collect<'a>(&'a self, out: &mut Vec<&'a Ref>) {
+        match self {
+            Term::Ref { r#ref } => out.push(r#ref),
+            Term::Literal { .. } => {}
+            Term::Not { term } => term.collect(out),
+            Term::And { terms } | Term::Or { terms } => terms.iter().for_each(|t| t.collect(out)),
+            Term::Compare { left, right, .. } => {
+                left.collect(out);
+                right.collect(out);
+            }
+        }
     }
 }
 
@@ -333,6 +494,8 @@ pub enum Namespace {
     Secret,
     Call,
     Output,
+    /// `step.NAME.FIELD`: the `Ref::name` is `NAME.FIELD`.
+    Step,
 }
 
 impl Namespace {
@@ -343,11 +506,12 @@ impl Namespace {
             Namespace::Secret => "secret",
             Namespace::Call => "call",
             Namespace::Output => "output",
+            Namespace::Step => "step",
         }
     }
 }
 
-/// `input.X`, `env.X`, `secret.X`, `call.id`, `call.from`, `output.X`.
+/// `input.X`, `env.X`, `secret.X`, `call.id`, `call.from`, `output.X`, `step.S.X` (name `S.X`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Ref {
     pub ns: Namespace,
@@ -591,7 +755,30 @@ pub struct Output {
     pub name: String,
     #[serde(rename = "type")]
     pub ty: Ty,
-    pub mapping: Mapping,
+    pub source: Source,
+    /// The output is null when this does not hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Term>,
+}
+
+impl Output {
+    /// The JSONPath mapping, for an output mapped from a response.
+    pub fn mapping(&self) -> Option<&Mapping> {
+        match &self.source {
+            Source::Path(m) => Some(m),
+            Source::Value { .. } => None,
+        }
+    }
+}
+
+/// Where an output's value comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A JSONPath into the response (single-request actions and steps).
+    Path(Mapping),
+    /// An expression over inputs and step values (actions with steps); `default` replaces null.
+    Value { term: Term, default: Option<Value> },
 }
 
 /// Output values and speech used instead of the mapping (`on STATUS`, `fallback`).
@@ -657,10 +844,12 @@ pub enum Reason {
     Blocked,
     /// A rendered value could not be placed (for example a header with a line break).
     InvalidRequest,
+    /// A deferred write could not be recorded in the store, so the action did not promise it.
+    Store,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::InvalidInput,
         Reason::Timeout,
         Reason::Connect,
@@ -671,6 +860,7 @@ impl Reason {
         Reason::CircuitOpen,
         Reason::Blocked,
         Reason::InvalidRequest,
+        Reason::Store,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -685,6 +875,7 @@ impl Reason {
             Reason::CircuitOpen => "circuit_open",
             Reason::Blocked => "blocked",
             Reason::InvalidRequest => "invalid_request",
+            Reason::Store => "store",
         }
     }
 
@@ -706,6 +897,9 @@ pub struct Test {
     pub call_from: Option<String>,
     /// Answers for successive upstream requests; the last one repeats.
     pub upstream: Vec<UpstreamStub>,
+    /// Answers for the requests of one step (`upstream STEP ...`), used before `upstream`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_upstream: Vec<(String, Vec<UpstreamStub>)>,
     pub expectations: Vec<Expectation>,
 }
 
@@ -744,8 +938,11 @@ pub enum ExpectationKind {
     Error {
         reason: Reason,
     },
-    /// The (first) upstream request: method, path with query, and optional headers and body.
+    /// The (first) upstream request (of one step, when `step` is set): method, path with
+    /// query, and optional headers and body.
     Request {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<String>,
         method: Method,
         path: String,
         headers: Vec<(String, String)>,

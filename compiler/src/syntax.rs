@@ -269,6 +269,14 @@ fn is_keyword(rule: Rule) -> bool {
             | kw_call
             | kw_expect
             | kw_error
+            | kw_step
+            | kw_deferred
+            | kw_within
+            | kw_when
+            | kw_and
+            | kw_or
+            | kw_not
+            | kw_follow_up
     )
 }
 
@@ -332,6 +340,20 @@ fn describe(rule: Rule) -> &'static str {
         test_call | kw_call => "`call`",
         expect_request | expect_error | expect_outputs | kw_expect => "`expect`",
         kw_error => "`error`",
+        step | kw_step => "`step`",
+        step_deferred | kw_deferred => "`deferred`",
+        kw_within => "`within`",
+        when_clause | kw_when => "`when`",
+        action_timeout => "`timeout`",
+        follow_up | kw_follow_up => "`follow_up`",
+        condition | cond_and | cond_not | comparison => {
+            "a condition like `input.x == \"a\"` or `step.contact.id != null`"
+        }
+        compare_op => "a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`)",
+        kw_and => "`and`",
+        kw_or => "`or`",
+        kw_not => "`not`",
+        step_name => "a step name",
         type_expr | type_name => {
             "a type (`string`, `int`, `number`, `bool`, `enum(...)`, `list<...>`)"
         }
@@ -362,10 +384,11 @@ fn describe_token(token: &str) -> String {
 }
 
 /// The keywords that start an item of an action (also what editors complete there).
-pub const ACTION_ITEMS: [&str; 11] = [
+pub const ACTION_ITEMS: [&str; 14] = [
     "description",
     "input",
     "request",
+    "step",
     "output",
     "say",
     "on",
@@ -373,6 +396,8 @@ pub const ACTION_ITEMS: [&str; 11] = [
     "cache",
     "invalidates",
     "messages",
+    "timeout",
+    "follow_up",
     "test",
 ];
 
@@ -454,7 +479,7 @@ fn syntax_error(
     let items: Vec<String> = ACTION_ITEMS.iter().map(|i| format!("`{i}`")).collect();
     if items.iter().all(|i| expected.contains(i)) {
         expected.retain(|e| !items.contains(e));
-        expected.push("an action item (`description`, `input`, `request`, `output`, `say`, `on`, `fallback`, `cache`, `invalidates`, `messages`, `test`)".into());
+        expected.push(format!("an action item ({})", items.join(", ")));
     }
     let before = &src[..pos.min(src.len())];
     let line_before = before.rsplit('\n').next().unwrap_or("");
@@ -779,14 +804,117 @@ impl Lower<'_> {
                 let items = parts.filter_map(|c| self.test_item(c)).collect();
                 Item::Test(Test { name, items, span })
             }
+            Rule::step => {
+                let mut keyword = span;
+                let mut name = None;
+                let mut deferred = None;
+                let mut when = None;
+                let mut items = Vec::new();
+                for c in p.into_inner() {
+                    match c.as_rule() {
+                        Rule::kw_step => keyword = self.span(&c),
+                        Rule::ident => name = Some(self.ident(c)),
+                        Rule::step_deferred => {
+                            let dspan = self.span(&c);
+                            let within =
+                                Self::parts(c).into_iter().next().map(|d| self.duration(d));
+                            deferred = Some(Deferred {
+                                within,
+                                span: dspan,
+                            });
+                        }
+                        Rule::when_clause => when = self.when(c),
+                        _ => items.extend(self.item(c)),
+                    }
+                }
+                Item::Step(Step {
+                    keyword,
+                    name: name?,
+                    deferred,
+                    when,
+                    items,
+                    span,
+                })
+            }
+            Rule::action_timeout => {
+                Item::Timeout(self.duration(Self::parts(p).into_iter().next()?), span)
+            }
+            Rule::follow_up => {
+                let when = Self::parts(p).into_iter().next().and_then(|c| self.when(c));
+                Item::FollowUp(FollowUp { when, span })
+            }
             _ => return None,
         })
     }
 
     fn say(&mut self, p: P) -> Option<Say> {
         let span = self.span(&p);
-        let text = self.strlit(Self::parts(p).into_iter().next()?);
-        Some(Say { text, span })
+        let mut parts = Self::parts(p).into_iter();
+        let text = self.strlit(parts.next()?);
+        let when = parts.next().and_then(|c| self.when(c));
+        Some(Say { text, when, span })
+    }
+
+    fn when(&mut self, p: P) -> Option<When> {
+        let span = self.span(&p);
+        let cond = self.cond(Self::parts(p).into_iter().next()?)?;
+        Some(When { cond, span })
+    }
+
+    /// Lowers `condition`, `cond_and`, `cond_not`, `comparison` and operands.
+    fn cond(&mut self, p: P) -> Option<Cond> {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::condition | Rule::cond_and => {
+                let is_or = p.as_rule() == Rule::condition;
+                let mut parts: Vec<Cond> = Self::parts(p)
+                    .into_iter()
+                    .filter_map(|c| self.cond(c))
+                    .collect();
+                if parts.len() == 1 {
+                    return parts.pop();
+                }
+                Some(if is_or {
+                    Cond::Or(parts, span)
+                } else {
+                    Cond::And(parts, span)
+                })
+            }
+            Rule::cond_not => {
+                let negated = p.clone().into_inner().any(|c| c.as_rule() == Rule::kw_not);
+                let inner = self.cond(Self::parts(p).into_iter().next()?)?;
+                Some(if negated {
+                    Cond::Not(Box::new(inner), span)
+                } else {
+                    inner
+                })
+            }
+            Rule::comparison => {
+                let mut parts = p.into_inner();
+                let left = self.cond(parts.next()?)?;
+                let Some(op) = parts.next() else {
+                    return Some(left);
+                };
+                let op_span = self.span(&op);
+                let op_kind = match op.as_str() {
+                    "==" => CmpOp::Eq,
+                    "!=" => CmpOp::Ne,
+                    "<" => CmpOp::Lt,
+                    "<=" => CmpOp::Le,
+                    ">" => CmpOp::Gt,
+                    _ => CmpOp::Ge,
+                };
+                let right = self.cond(parts.next()?)?;
+                Some(Cond::Compare {
+                    op: op_kind,
+                    op_span,
+                    left: Box::new(left),
+                    right: Box::new(right),
+                    span,
+                })
+            }
+            _ => Some(Cond::Operand(self.expr(p))),
+        }
     }
 
     fn outcome_item(&mut self, p: P) -> Option<OutcomeItem> {
@@ -927,22 +1055,41 @@ impl Lower<'_> {
         let ty = self.type_expr(parts.next()?);
         let m = parts.next()?;
         let mspan = self.span(&m);
-        let mut func = None;
-        let mut path = PathLit {
-            text: String::new(),
-            span: mspan,
+        let when = parts.next().and_then(|c| self.when(c));
+        let mut source = Source::Path {
+            func: None,
+            path: PathLit {
+                text: String::new(),
+                span: mspan,
+            },
         };
         let mut default = None;
         for c in m.into_inner() {
             match c.as_rule() {
-                Rule::jsonpath => path = self.path(c),
+                Rule::jsonpath => {
+                    source = Source::Path {
+                        func: None,
+                        path: self.path(c),
+                    }
+                }
                 Rule::mapping_call => {
+                    let mut func = None;
+                    let mut path = PathLit {
+                        text: String::new(),
+                        span: mspan,
+                    };
                     for cc in c.into_inner() {
                         match cc.as_rule() {
                             Rule::ident => func = Some(self.ident(cc)),
                             Rule::jsonpath => path = self.path(cc),
                             _ => {}
                         }
+                    }
+                    source = Source::Path { func, path };
+                }
+                Rule::condition => {
+                    if let Some(c) = self.cond(c) {
+                        source = Source::Expr(c);
                     }
                 }
                 _ => default = Some(self.value(c)),
@@ -952,11 +1099,11 @@ impl Lower<'_> {
             name,
             ty,
             mapping: Mapping {
-                func,
-                path,
+                source,
                 default,
                 span: mspan,
             },
+            when,
             span,
         })
     }
@@ -990,6 +1137,14 @@ impl Lower<'_> {
                 TestItem::Secret(name, self.strlit(parts.next()?), span)
             }
             Rule::test_upstream => {
+                let mut step = None;
+                let mut parts = parts.peekable();
+                if parts.peek().is_some_and(|c| c.as_rule() == Rule::step_name) {
+                    step = parts
+                        .next()
+                        .and_then(|c| c.into_inner().next())
+                        .map(|i| self.ident(i));
+                }
                 let up = if keywords.contains(&Rule::kw_timeout) {
                     Upstream::Timeout
                 } else if keywords.contains(&Rule::kw_reset) {
@@ -1018,9 +1173,17 @@ impl Lower<'_> {
                         body,
                     }
                 };
-                TestItem::Upstream(up, span)
+                TestItem::Upstream(step, up, span)
             }
             Rule::expect_request => {
+                let mut step = None;
+                let mut parts = parts.peekable();
+                if parts.peek().is_some_and(|c| c.as_rule() == Rule::step_name) {
+                    step = parts
+                        .next()
+                        .and_then(|c| c.into_inner().next())
+                        .map(|i| self.ident(i));
+                }
                 let method = self.ident(parts.next()?);
                 let path = self.strlit(parts.next()?);
                 let mut headers = Vec::new();
@@ -1036,6 +1199,7 @@ impl Lower<'_> {
                     }
                 }
                 TestItem::ExpectRequest {
+                    step,
                     method,
                     path,
                     headers,

@@ -86,12 +86,16 @@ fn render(c: &mut Criterion) {
         "CRM_BASE_URL".to_string(),
         "https://crm.example.com".to_string(),
     )]);
-    let say = action.say.clone().unwrap_or_else(|| panic!("say"));
+    let say = action
+        .say
+        .first()
+        .map(|s| s.text.clone())
+        .unwrap_or_else(|| panic!("say"));
     let mut g = c.benchmark_group("render");
     g.bench_function("say", |b| b.iter(|| values.say(&say)));
     let query = [("phone".to_string(), "+4930123456".to_string())];
     g.bench_function("url", |b| {
-        b.iter(|| values.url(&action.request.url.parts, &query))
+        b.iter(|| values.url(&action.request.as_ref().expect("request").url.parts, &query))
     });
     g.finish();
 }

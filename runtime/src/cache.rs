@@ -18,7 +18,6 @@ use mca_compiler::ir::{self, CacheScope};
 use moka::future::Cache;
 use serde_json::{Map, Value};
 
-use crate::prepare::PreparedOutput;
 use crate::response::CallContext;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -35,6 +34,8 @@ pub(crate) struct Entry {
     values: Box<[Value]>,
     /// The upstream status the outputs were mapped from.
     pub status: Option<u16>,
+    /// In an action with steps: the values of its steps (deferred steps and `say` read them).
+    pub steps: Option<Box<crate::render::StepValues>>,
 }
 
 impl Entry {
@@ -44,15 +45,16 @@ impl Entry {
         Entry {
             values: output.into_iter().map(|(_, v)| v).collect(),
             status,
+            steps: None,
         }
     }
 
-    /// The outputs, named.
-    pub(crate) fn output(&self, outputs: &[PreparedOutput]) -> Map<String, Value> {
-        outputs
+    /// The outputs, named (`names`: the action's outputs, in order).
+    pub(crate) fn output(&self, names: &[String]) -> Map<String, Value> {
+        names
             .iter()
             .zip(self.values.iter())
-            .map(|(o, v)| (o.name.clone(), v.clone()))
+            .map(|(n, v)| (n.clone(), v.clone()))
             .collect()
     }
 }

@@ -66,6 +66,13 @@ pub struct Config {
     /// Where the store of deferred writes and follow-ups lives (`--store`); `None`: the
     /// default, [`crate::outbox::default_store_path`] (`$MCA_STORE` or `.mca/store.sqlite`).
     pub store: Option<std::path::PathBuf>,
+    /// Test mode (`mca test`): the requests of these steps go to these addresses, whatever
+    /// their host (like [`Config::routes`]).
+    #[doc(hidden)]
+    pub step_routes: HashMap<String, SocketAddr>,
+    /// Test mode: deferred steps are sent once, right after the answer, instead of recorded.
+    #[doc(hidden)]
+    pub deliver_deferred_inline: bool,
 }
 
 impl Default for Config {
@@ -85,6 +92,8 @@ impl Default for Config {
             breaker: crate::BreakerConfig::default(),
             max_in_flight: 1024,
             store: None,
+            step_routes: HashMap::new(),
+            deliver_deferred_inline: false,
         }
     }
 }

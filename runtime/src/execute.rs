@@ -31,8 +31,10 @@ use crate::oauth::{TokenCache, TokenKey};
 use crate::outbound::{Failure, Outbound, Received};
 use crate::prepare::{prepare, Prepared, StartupError, StartupProblem};
 use crate::redact::Redactor;
-use crate::render::{self, Scope};
+use crate::render::{self, Scope, StepValues};
 use crate::response::{ActionResponse, Answer, CallContext, Detail, ErrorBody, Status};
+
+mod steps;
 
 /// Statuses after which an attempt is retried.
 const RETRY_STATUSES: [u16; 4] = [429, 502, 503, 504];
@@ -53,6 +55,8 @@ pub struct Runtime {
     redactor: Redactor,
     breakers: Breakers,
     config: Config,
+    /// The durable store of deferred writes and follow-ups (when the project has any).
+    outbox: Option<crate::outbox::Outbox>,
 }
 
 /// Why an exchange did not produce outputs to cache (shared by coalesced callers).
@@ -113,6 +117,23 @@ impl Runtime {
         );
         let order: Vec<String> = prepared.iter().map(|p| p.action.name.clone()).collect();
         let metrics = Metrics::with_actions(order.iter().map(String::as_str));
+        let needs_store = prepared.iter().any(|p| {
+            p.action.follow_up.is_some() || p.action.steps.iter().any(|s| s.deferred.is_some())
+        });
+        let store = config
+            .store
+            .clone()
+            .unwrap_or_else(crate::outbox::default_store_path);
+        // Test mode delivers deferred steps inline and records nothing.
+        let needs_store = needs_store && !config.deliver_deferred_inline;
+        let outbox = match (&store, needs_store) {
+            (path, true) => Some(crate::outbox::Outbox::open(path).map_err(|e| StartupError {
+                problems: vec![StartupProblem::Client {
+                    message: format!("cannot open the store {}: {e}", path.display()),
+                }],
+            })?),
+            _ => None,
+        };
         Ok(Runtime {
             actions: prepared
                 .into_iter()
@@ -126,7 +147,14 @@ impl Runtime {
             redactor,
             breakers: Breakers::new(config.breaker.clone()),
             config,
+            outbox,
         })
+    }
+
+    /// The store of deferred writes, when the project has deferred steps or follow-ups and a
+    /// store is configured.
+    pub fn outbox(&self) -> Option<&crate::outbox::Outbox> {
+        self.outbox.as_ref()
     }
 
     pub fn config(&self) -> &Config {
@@ -153,7 +181,11 @@ impl Runtime {
 
     /// Metrics in OpenMetrics text format (served by `GET /metrics`).
     pub fn metrics_text(&self) -> String {
-        self.metrics.encode()
+        let text = self.metrics.encode();
+        match &self.outbox {
+            Some(outbox) => outbox.append_metrics(&text),
+            None => text,
+        }
     }
 
     /// Replaces every secret value in a text (for messages built outside the runtime).
@@ -211,9 +243,11 @@ impl Runtime {
                 return ActionResponse::Error(e);
             }
         };
-        let deadline = start + Duration::from_millis(action.request.timeout_ms);
+        let deadline = start + Duration::from_millis(action.timeout_ms);
+        let mut step_values: Option<Box<StepValues>> = None;
         let (answer, outcome) = match self.obtain(prep, &inputs, &call, deadline).await {
             Ok(fresh) => {
+                step_values = fresh.entry.steps.clone();
                 if !fresh.cached {
                     for target in &action.invalidates {
                         self.caches.invalidate_action(target);
@@ -258,6 +292,7 @@ impl Runtime {
                         let message = self.redactor.redact(message);
                         match self.stale(prep, &inputs, &call).await {
                             Some(entry) => {
+                                step_values = entry.steps.clone();
                                 tracing::warn!(action = %action.name, call_id = call.id.as_deref().unwrap_or(""), reason = reason.as_str(), %message, "upstream failed; answering with a stale cache entry");
                                 let detail = Detail {
                                     message: Some(message),
@@ -282,6 +317,19 @@ impl Runtime {
                 }
             }
         };
+        if prep.action.steps.iter().any(|s| s.deferred.is_some()) {
+            if let Err(message) = self
+                .defer(prep, &inputs, &call, &answer.output, step_values.as_deref())
+                .await
+            {
+                let detail = Detail {
+                    attempts: answer.detail.attempts,
+                    upstream_status: answer.detail.upstream_status,
+                    ..Detail::default()
+                };
+                return self.failed(prep, &inputs, &call, start, Reason::Store, message, detail);
+            }
+        }
         let took = start.elapsed();
         let answer = Answer {
             duration_ms: took.as_millis() as u64,
@@ -315,10 +363,7 @@ impl Runtime {
             Arc::new(Miss {
                 kind: MissKind::Failed {
                     reason: Reason::Timeout,
-                    message: format!(
-                        "no answer within the timeout of {} ms",
-                        action.request.timeout_ms
-                    ),
+                    message: format!("no answer within the timeout of {} ms", action.timeout_ms),
                 },
                 attempts: attempts.load(Ordering::Relaxed),
                 status: None,
@@ -399,20 +444,36 @@ impl Runtime {
         entry: &Entry,
         detail: Detail,
     ) -> Answer {
-        let output = entry.output(&prep.outputs);
+        let mut output = entry.output(&prep.output_names);
         let no_secrets = HashMap::new();
+        let steps = entry.steps.as_deref();
+        if prep.action.request.is_some() {
+            // Guarded outputs of a single request (those of steps are computed with them).
+            for o in &prep.action.outputs {
+                if let Some(w) = &o.when {
+                    let scope = Scope {
+                        inputs,
+                        call,
+                        env: &prep.env,
+                        secrets: &no_secrets,
+                        outputs: None,
+                        steps,
+                    };
+                    if !scope.holds(w) {
+                        output.insert(o.name.clone(), Value::Null);
+                    }
+                }
+            }
+        }
         let scope = Scope {
             inputs,
             call,
             env: &prep.env,
             secrets: &no_secrets,
             outputs: Some(&output),
+            steps,
         };
-        let say = prep
-            .action
-            .say
-            .as_ref()
-            .and_then(|t| scope.template_strict(t));
+        let say = self.say(prep, &scope);
         Answer {
             action: prep.action.name.clone(),
             status: Status::Ok,
@@ -499,6 +560,7 @@ impl Runtime {
             env: &prep.env,
             secrets: &no_secrets,
             outputs: Some(&output),
+            steps: None,
         };
         let say = outcome.say.as_ref().and_then(|t| scope.template_strict(t));
         (output, say)
@@ -520,15 +582,22 @@ impl Runtime {
             status,
         };
         let failed = |reason: Reason, message: String| MissKind::Failed { reason, message };
+        let (Some(req), Some(preq)) = (&prep.action.request, &prep.main) else {
+            return self.run_steps(prep, inputs, call, deadline, attempts).await;
+        };
         let scope = Scope {
             inputs,
             call,
             env: &prep.env,
             secrets: &prep.secrets,
             outputs: None,
+            steps: None,
         };
-        let received = match self.build(prep, &scope) {
-            Ok(built) => self.send(prep, built, deadline, attempts).await,
+        let received = match self.build(prep, req, preq, &scope, None) {
+            Ok(built) => {
+                self.send(&prep.action.name, req, built, deadline, attempts)
+                    .await
+            }
             Err(f) => Err(f),
         };
         let received = received.map_err(|f| miss(failed(f.reason, f.message), None))?;
@@ -561,8 +630,15 @@ impl Runtime {
 
     /// Renders the request: URL with encoded values, query, headers, auth, idempotency key,
     /// body. Applies routes and the scheme/address policy.
-    fn build(&self, prep: &Prepared, scope: &Scope<'_>) -> Result<Built, Failure> {
-        let req = &prep.action.request;
+    fn build(
+        &self,
+        prep: &Prepared,
+        req: &ir::Request,
+        preq: &crate::prepare::PreparedRequest,
+        scope: &Scope<'_>,
+        step: Option<&str>,
+    ) -> Result<Built, Failure> {
+        let _ = prep;
         let invalid = |e: render::PlaceError| Failure::new(Reason::InvalidRequest, e.0);
 
         let mut query = Vec::new();
@@ -576,7 +652,8 @@ impl Runtime {
             query.push((name.clone(), v));
         }
         let url = render::url(scope, &req.url.parts, &query).map_err(invalid)?;
-        let (url, host) = self.outbound.place(&url)?;
+        let route = step.and_then(|s| self.config.step_routes.get(s));
+        let (url, host) = self.outbound.place_via(&url, route)?;
         let host_key = host.clone().unwrap_or_else(|| {
             let port = url.port_or_known_default().unwrap_or(0);
             format!("{}:{port}", url.host_str().unwrap_or_default())
@@ -584,7 +661,7 @@ impl Runtime {
 
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        for (p, name) in req.headers.iter().zip(&prep.header_names) {
+        for (p, name) in req.headers.iter().zip(&preq.header_names) {
             let Some(s) = render::text(&scope.expr(&p.value), ", ") else {
                 continue;
             };
@@ -619,7 +696,7 @@ impl Runtime {
                 basic = Some((u, p));
             }
             Some(Auth::Header { value, .. }) => {
-                if let Some(name) = &prep.auth_header_name {
+                if let Some(name) = &preq.auth_header_name {
                     let mut v = render::header_value(&secret_text(value)).map_err(invalid)?;
                     v.set_sensitive(true);
                     headers.insert(name.clone(), v);
@@ -714,13 +791,12 @@ impl Runtime {
     /// with a new one (not counted as a retry).
     async fn send(
         &self,
-        prep: &Prepared,
+        action_name: &str,
+        req: &ir::Request,
         built: Built,
         deadline: Instant,
         attempts: &AtomicU32,
     ) -> Result<Received, Failure> {
-        let action = &prep.action;
-        let req = &action.request;
         let max_attempts = if built.retryable {
             1 + req.retry.attempts
         } else {
@@ -799,7 +875,7 @@ impl Runtime {
                 Ok(status) => format!("{}xx", status / 100),
                 Err(reason) => reason.to_string(),
             }, took_ms = started.elapsed().as_millis() as u64, "upstream attempt");
-            self.metrics.attempt(&action.name, label, started.elapsed());
+            self.metrics.attempt(action_name, label, started.elapsed());
 
             let delay = match &result {
                 Ok(r) if r.status == 401 && !reauthorized => {
@@ -832,7 +908,7 @@ impl Runtime {
                 tracing::debug!("retry budget of the host spent; no retry");
                 return result;
             }
-            self.metrics.retry(&action.name);
+            self.metrics.retry(action_name);
             tokio::time::sleep(delay).await;
         }
     }
@@ -856,8 +932,18 @@ impl Runtime {
             env: &prep.env,
             secrets: &prep.secrets,
             outputs: None,
+            steps: None,
         };
-        let built = self.build(prep, &scope).map_err(|f| f.message)?;
+        let (req, preq) = match (&prep.action.request, &prep.main) {
+            (Some(r), Some(p)) => (r, p),
+            _ => match (prep.action.steps.first(), prep.steps.first()) {
+                (Some(s), Some(p)) => (&s.request, &p.request),
+                _ => return Err("the action has no request".into()),
+            },
+        };
+        let built = self
+            .build(prep, req, preq, &scope, None)
+            .map_err(|f| f.message)?;
         let r = built.request;
         Ok(crate::hooks::RenderedRequest {
             method: r.method().to_string(),

@@ -208,6 +208,15 @@ impl Outbound {
     /// Applies routes and the scheme/IP-literal policy to a URL. Returns the URL to send to and,
     /// for a routed request, the `Host` header that names the original host.
     pub(crate) fn place(&self, url: &str) -> Result<(Url, Option<String>), Failure> {
+        self.place_via(url, None)
+    }
+
+    /// [`Outbound::place`], with `route` (when given) used instead of the configured routes.
+    pub(crate) fn place_via(
+        &self,
+        url: &str,
+        route: Option<&SocketAddr>,
+    ) -> Result<(Url, Option<String>), Failure> {
         let mut url = Url::parse(url).map_err(|e| {
             Failure::new(
                 Reason::InvalidRequest,
@@ -227,9 +236,8 @@ impl Outbound {
             ));
         };
         let port = url.port_or_known_default().unwrap_or(0);
-        let route = self
-            .routes
-            .get(&format!("{host}:{port}"))
+        let route = route
+            .or_else(|| self.routes.get(&format!("{host}:{port}")))
             .or_else(|| self.routes.get(&host))
             .or_else(|| self.routes.get("*"));
         if let Some(to) = route {

@@ -21,7 +21,7 @@ impl Mapper {
         Ok(Mapper {
             outputs: outputs
                 .iter()
-                .map(prepare_output)
+                .filter_map(prepare_output)
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -55,6 +55,7 @@ impl Values {
             env: &self.env,
             secrets: &self.env,
             outputs: Some(&self.outputs),
+            steps: None,
         }
     }
 

@@ -128,6 +128,20 @@ pub(crate) struct PreparedOutput {
     pub default: Option<Value>,
 }
 
+/// A request's header names, parsed once.
+pub(crate) struct PreparedRequest {
+    /// `request.headers` names, parsed (same order as the IR).
+    pub header_names: Vec<HeaderName>,
+    /// The name of an `auth header` header, parsed.
+    pub auth_header_name: Option<HeaderName>,
+}
+
+/// A step ready to execute (same order as `Action::steps`).
+pub(crate) struct PreparedStep {
+    pub request: PreparedRequest,
+    pub outputs: Vec<PreparedOutput>,
+}
+
 /// An action ready to execute.
 pub(crate) struct Prepared {
     pub action: Action,
@@ -135,24 +149,87 @@ pub(crate) struct Prepared {
     pub env: HashMap<String, String>,
     /// `secret.NAME` values.
     pub secrets: HashMap<String, String>,
+    /// The JSONPath outputs of a single-request action.
     pub outputs: Vec<PreparedOutput>,
-    /// `request.headers` names, parsed (same order as the IR).
-    pub header_names: Vec<HeaderName>,
-    /// The name of an `auth header` header, parsed.
-    pub auth_header_name: Option<HeaderName>,
+    /// The names of all the action's outputs, in order.
+    pub output_names: Vec<String>,
+    /// The one request of a single-request action.
+    pub main: Option<PreparedRequest>,
+    pub steps: Vec<PreparedStep>,
 }
 
-/// Parses an output's JSONPath (the error is the parser's message).
-pub(crate) fn prepare_output(o: &ir::Output) -> Result<PreparedOutput, String> {
-    let query = parse_json_path(&o.mapping.path).map_err(|e| e.to_string())?;
-    Ok(PreparedOutput {
-        name: o.name.clone(),
-        ty: o.ty.clone(),
-        kind: o.mapping.kind,
-        plan: Plan::new(&query),
-        singular: o.mapping.singular,
-        default: o.mapping.default.clone(),
-    })
+/// Parses an output's JSONPath (the error is the parser's message). `None` for a computed
+/// output (no JSONPath).
+pub(crate) fn prepare_output(o: &ir::Output) -> Option<Result<PreparedOutput, String>> {
+    let mapping = o.mapping()?;
+    Some(
+        parse_json_path(&mapping.path)
+            .map_err(|e| e.to_string())
+            .map(|query| PreparedOutput {
+                name: o.name.clone(),
+                ty: o.ty.clone(),
+                kind: mapping.kind,
+                plan: Plan::new(&query),
+                singular: mapping.singular,
+                default: mapping.default.clone(),
+            }),
+    )
+}
+
+/// Parses the header names of a request; every bad one is a problem.
+fn prepare_request(
+    action: &str,
+    request: &ir::Request,
+    problems: &mut Vec<StartupProblem>,
+) -> PreparedRequest {
+    let mut header_names = Vec::new();
+    for h in &request.headers {
+        match HeaderName::from_bytes(h.name.as_bytes()) {
+            Ok(n) => header_names.push(n),
+            Err(_) => problems.push(StartupProblem::InvalidHeaderName {
+                action: action.to_string(),
+                name: h.name.clone(),
+            }),
+        }
+    }
+    let auth_header_name = match &request.auth {
+        Some(Auth::Header { name, .. }) => match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                problems.push(StartupProblem::InvalidHeaderName {
+                    action: action.to_string(),
+                    name: name.clone(),
+                });
+                None
+            }
+        },
+        _ => None,
+    };
+    PreparedRequest {
+        header_names,
+        auth_header_name,
+    }
+}
+
+/// Prepares the outputs mapped by JSONPath; every path that does not parse is a problem.
+fn prepare_outputs(
+    action: &str,
+    outputs: &[ir::Output],
+    problems: &mut Vec<StartupProblem>,
+) -> Vec<PreparedOutput> {
+    let mut out = Vec::new();
+    for o in outputs {
+        match prepare_output(o) {
+            None => {}
+            Some(Ok(o)) => out.push(o),
+            Some(Err(message)) => problems.push(StartupProblem::InvalidJsonPath {
+                action: action.to_string(),
+                output: o.name.clone(),
+                message,
+            }),
+        }
+    }
+    out
 }
 
 /// Prepares every action; on any problem, returns them all.
@@ -200,59 +277,45 @@ pub(crate) fn prepare(
             }
         }
 
-        let mut outputs = Vec::new();
-        for o in &action.outputs {
-            match prepare_output(o) {
-                Ok(o) => outputs.push(o),
-                Err(message) => problems.push(StartupProblem::InvalidJsonPath {
-                    action: action.name.clone(),
-                    output: o.name.clone(),
-                    message,
-                }),
-            }
-        }
-
-        let mut header_names = Vec::new();
-        for h in &action.request.headers {
-            match HeaderName::from_bytes(h.name.as_bytes()) {
-                Ok(n) => header_names.push(n),
-                Err(_) => problems.push(StartupProblem::InvalidHeaderName {
-                    action: action.name.clone(),
-                    name: h.name.clone(),
-                }),
-            }
-        }
-        let auth_header_name = match &action.request.auth {
-            Some(Auth::Header { name, .. }) => match HeaderName::from_bytes(name.as_bytes()) {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    problems.push(StartupProblem::InvalidHeaderName {
-                        action: action.name.clone(),
-                        name: name.clone(),
-                    });
-                    None
-                }
-            },
-            _ => None,
-        };
+        let outputs = prepare_outputs(&action.name, &action.outputs, &mut problems);
+        let main = action
+            .request
+            .as_ref()
+            .map(|r| prepare_request(&action.name, r, &mut problems));
+        let steps = action
+            .steps
+            .iter()
+            .map(|st| PreparedStep {
+                request: prepare_request(&action.name, &st.request, &mut problems),
+                outputs: prepare_outputs(&action.name, &st.outputs, &mut problems),
+            })
+            .collect();
 
         let all_vars_present = action.env.iter().all(|n| env.contains_key(n));
         if all_vars_present {
-            if let Err(message) = check_url(&action, &env) {
-                problems.push(StartupProblem::InvalidUrl {
-                    action: action.name.clone(),
-                    message,
-                });
+            for request in action
+                .request
+                .iter()
+                .chain(action.steps.iter().map(|s| &s.request))
+            {
+                if let Err(message) = check_url(&action, request, &env) {
+                    problems.push(StartupProblem::InvalidUrl {
+                        action: action.name.clone(),
+                        message,
+                    });
+                }
             }
         }
 
+        let output_names = action.outputs.iter().map(|o| o.name.clone()).collect();
         prepared.push(Prepared {
             action,
             env,
             secrets,
             outputs,
-            header_names,
-            auth_header_name,
+            output_names,
+            main,
+            steps,
         });
     }
     for ((name, secret), actions) in missing {
@@ -271,9 +334,13 @@ pub(crate) fn prepare(
 
 /// Renders the URL with the real origin and a placeholder for every per-call value, and checks
 /// that it is an absolute http(s) URL with a host. Catches `CRM_BASE_URL=crm.example.com`.
-fn check_url(action: &Action, env: &HashMap<String, String>) -> Result<(), String> {
+fn check_url(
+    action: &Action,
+    request: &ir::Request,
+    env: &HashMap<String, String>,
+) -> Result<(), String> {
     let mut url = String::new();
-    for part in &action.request.url.parts {
+    for part in &request.url.parts {
         match part {
             UrlPart::Text(t) => url.push_str(t),
             UrlPart::Ref { r#ref, at } => match (r#ref.ns, at) {

@@ -15,7 +15,9 @@
 
 use std::collections::HashMap;
 
-use mca_compiler::ir::{Expr, JsonTemplate, Namespace, Part, Ref, Template, UrlContext, UrlPart};
+use mca_compiler::ir::{
+    CmpOp, Expr, JsonTemplate, Namespace, Part, Ref, Template, Term, UrlContext, UrlPart,
+};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
@@ -54,9 +56,39 @@ pub(crate) struct Scope<'a> {
     pub env: &'a HashMap<String, String>,
     pub secrets: &'a HashMap<String, String>,
     pub outputs: Option<&'a Map<String, Value>>,
+    /// The values of the live steps that have run (`step.NAME.VALUE`).
+    pub steps: Option<&'a StepValues>,
 }
 
+/// The values of each step that has run, by step name.
+pub(crate) type StepValues = HashMap<String, Map<String, Value>>;
+
 impl Scope<'_> {
+    fn step_value(&self, name: &str) -> Option<&Value> {
+        let (step, field) = name.split_once('.')?;
+        self.steps?.get(step)?.get(field)
+    }
+
+    /// Evaluates an expression of the condition language (typed by the compiler): a comparison
+    /// with null is false except `== null` / `!= null`; `and`, `or`, `not` read null as false.
+    pub(crate) fn eval(&self, t: &Term) -> Value {
+        match t {
+            Term::Ref { r#ref } => self.value(r#ref),
+            Term::Literal { value } => value.clone(),
+            Term::Not { term } => Value::Bool(!truthy(&self.eval(term))),
+            Term::And { terms } => Value::Bool(terms.iter().all(|t| truthy(&self.eval(t)))),
+            Term::Or { terms } => Value::Bool(terms.iter().any(|t| truthy(&self.eval(t)))),
+            Term::Compare { op, left, right } => {
+                let (l, r) = (self.eval(left), self.eval(right));
+                Value::Bool(compare(*op, &l, &r))
+            }
+        }
+    }
+
+    /// Whether a condition holds.
+    pub(crate) fn holds(&self, t: &Term) -> bool {
+        truthy(&self.eval(t))
+    }
     pub(crate) fn value(&self, r: &Ref) -> Value {
         let text = |s: Option<&String>| s.map(|s| Value::String(s.clone())).unwrap_or(Value::Null);
         match r.ns {
@@ -73,6 +105,7 @@ impl Scope<'_> {
                 .and_then(|o| o.get(&r.name))
                 .cloned()
                 .unwrap_or(Value::Null),
+            Namespace::Step => self.step_value(&r.name).cloned().unwrap_or(Value::Null),
         }
     }
 
@@ -82,6 +115,7 @@ impl Scope<'_> {
         let value = match r.ns {
             Namespace::Input => self.inputs.get(&r.name),
             Namespace::Output => self.outputs.and_then(|o| o.get(&r.name)),
+            Namespace::Step => self.step_value(&r.name),
             Namespace::Env | Namespace::Secret | Namespace::Call => {
                 let s = match r.ns {
                     Namespace::Env => self.env.get(&r.name),
@@ -180,6 +214,39 @@ impl Scope<'_> {
                     .collect(),
             ),
         }
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    matches!(v, Value::Bool(true))
+}
+
+/// `l op r` for values of like types (the compiler checked them); null only equals null.
+fn compare(op: CmpOp, l: &Value, r: &Value) -> bool {
+    use std::cmp::Ordering;
+    let eq = match (l, r) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        _ => l == r,
+    };
+    match op {
+        CmpOp::Eq => return eq,
+        CmpOp::Ne => return !eq,
+        _ => {}
+    }
+    let ord = match (l, r) {
+        (Value::Number(a), Value::Number(b)) => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x.partial_cmp(&y),
+            _ => None,
+        },
+        (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
+        _ => None,
+    };
+    match (op, ord) {
+        (CmpOp::Lt, Some(o)) => o == Ordering::Less,
+        (CmpOp::Le, Some(o)) => o != Ordering::Greater,
+        (CmpOp::Gt, Some(o)) => o == Ordering::Greater,
+        (CmpOp::Ge, Some(o)) => o != Ordering::Less,
+        _ => false,
     }
 }
 
@@ -337,6 +404,7 @@ mod tests {
             env: &env,
             secrets: &secrets,
             outputs: None,
+            steps: None,
         };
         f(&scope)
     }

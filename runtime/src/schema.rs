@@ -70,11 +70,11 @@ pub fn describe(action: &Action) -> Value {
     let mut entry = json!({
         "name": action.name,
         "description": action.description,
-        "method": action.request.method.as_str(),
+        "method": action.live_requests().next().map_or("POST", |r| r.method.as_str()),
         "inputs": inputs_schema(action),
         "outputs": outputs_schema(action),
         "cached": action.cache.is_some(),
-        "timeout_ms": action.request.timeout_ms,
+        "timeout_ms": action.timeout_ms,
     });
     if !action.messages.is_empty() {
         if let (Value::Object(m), Ok(messages)) =

@@ -115,6 +115,8 @@ impl Server {
             });
         }
         tracing::info!(addr = %self.local_addr, actions = runtime.actions().count(), "serving");
+        // Deferred writes and follow-ups, including those a previous run left pending.
+        let worker = runtime.start_worker();
         let graceful = GracefulShutdown::new();
         let limit = InFlight::new(config.max_in_flight);
         let mut shutdown = std::pin::pin!(shutdown);
@@ -167,6 +169,9 @@ impl Server {
             () = tokio::time::sleep(config.drain_timeout) => {
                 tracing::warn!("drain timeout reached; closing the remaining connections");
             }
+        }
+        if let Some(worker) = worker {
+            worker.shutdown().await;
         }
         Ok(())
     }
@@ -307,7 +312,38 @@ async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Reply {
             call_action(runtime, &name, req, arrived).await
         }
         (&Method::DELETE, ["calls", id]) => {
-            runtime.end_call(&decode(id));
+            // An optional JSON object gives the follow-ups' inputs by name (and `from`).
+            let body = match read_body(
+                req,
+                runtime.config().max_body_bytes,
+                runtime.config().request_read_timeout,
+            )
+            .await
+            {
+                Ok(b) => b,
+                Err(reply) => return reply,
+            };
+            let details =
+                if body.iter().all(u8::is_ascii_whitespace) {
+                    serde_json::Map::new()
+                } else {
+                    match serde_json::from_slice::<Value>(&body) {
+                        Ok(Value::Object(m)) => m,
+                        _ => return error_reply(
+                            400,
+                            "invalid_body",
+                            "the body of DELETE /calls/{id} is a JSON object of follow-up inputs",
+                        ),
+                    }
+                };
+            let call = CallContext {
+                id: Some(decode(id)),
+                from: details
+                    .get("from")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            };
+            runtime.end_call_with(&call, &details).await;
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
@@ -356,32 +392,15 @@ async fn call_action(
             )
         }
     };
-    let config = runtime.config();
-    let max = config.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return error_reply(
-            413,
-            "body_too_large",
-            format!("the body is larger than {max} bytes"),
-        );
-    }
-    let body = Limited::new(req.into_body(), max).collect();
-    let body = match tokio::time::timeout(config.request_read_timeout, body).await {
-        Err(_) => return error_reply(408, "timeout", "the body did not arrive in time"),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return error_reply(
-                413,
-                "body_too_large",
-                format!("the body is larger than {max} bytes"),
-            )
-        }
-        Ok(Err(_)) => return error_reply(400, "invalid_body", "the body could not be read"),
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let body = match read_body(
+        req,
+        runtime.config().max_body_bytes,
+        runtime.config().request_read_timeout,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(reply) => return reply,
     };
     let inputs = match crate::hooks::decode_body(&body) {
         Ok(v) => v,
@@ -389,6 +408,44 @@ async fn call_action(
     };
     let response = runtime.execute_since(name, inputs, call, arrived).await;
     bytes_reply(response.http_status(), response.to_json_bytes())
+}
+
+/// Reads a request body of at most `max` bytes, within the request read timeout.
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    read_timeout: std::time::Duration,
+) -> Result<Bytes, Reply> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        error_reply(
+            413,
+            "body_too_large",
+            format!("the body is larger than {max} bytes"),
+        )
+    };
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(req.into_body(), max).collect();
+    match tokio::time::timeout(read_timeout, body).await {
+        Err(_) => Err(error_reply(
+            408,
+            "timeout",
+            "the body did not arrive in time",
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(_)) => Err(error_reply(
+            400,
+            "invalid_body",
+            "the body could not be read",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
 }
 
 #[cfg(test)]

@@ -68,18 +68,26 @@ fn placeholder_env(action: &ir::Action, name: &str) -> String {
 
 fn env_is_origin(action: &ir::Action, name: &str) -> bool {
     let is_env = |r: &ir::Ref| r.ns == ir::Namespace::Env && r.name == name;
-    let in_url = action.request.url.parts.iter().any(
-        |p| matches!(p, ir::UrlPart::Ref { r#ref, at: ir::UrlContext::Origin } if is_env(r#ref)),
-    );
-    let in_token_url = match &action.request.auth {
-        Some(ir::Auth::Oauth2 { token_url, .. }) => match token_url {
-            ir::Expr::Ref(r) => is_env(r),
-            ir::Expr::Template(t) => matches!(t.parts.first(), Some(ir::Part::Ref(r)) if is_env(r)),
-            ir::Expr::Literal(_) => false,
-        },
-        _ => false,
-    };
-    in_url || in_token_url
+    let requests = action
+        .request
+        .iter()
+        .chain(action.steps.iter().map(|s| &s.request));
+    requests.into_iter().any(|request| {
+        let in_url = request.url.parts.iter().any(
+            |p| matches!(p, ir::UrlPart::Ref { r#ref, at: ir::UrlContext::Origin } if is_env(r#ref)),
+        );
+        let in_token_url = match &request.auth {
+            Some(ir::Auth::Oauth2 { token_url, .. }) => match token_url {
+                ir::Expr::Ref(r) => is_env(r),
+                ir::Expr::Template(t) => {
+                    matches!(t.parts.first(), Some(ir::Part::Ref(r)) if is_env(r))
+                }
+                ir::Expr::Literal(_) => false,
+            },
+            _ => false,
+        };
+        in_url || in_token_url
+    })
 }
 
 /// Runs one test block of `action`.
@@ -106,6 +114,40 @@ pub async fn run_test(action: &ir::Action, test: &ir::Test) -> TestReport {
             return report;
         }
     };
+    // A stub of its own for every step a test stubs or expects a request of; its answers are
+    // the step's `upstream STEP ...` lines, else the test's plain `upstream` lines.
+    let mut step_stubs: Vec<(String, Stub)> = Vec::new();
+    let mut named: Vec<&str> = test.step_upstream.iter().map(|(n, _)| n.as_str()).collect();
+    for e in &test.expectations {
+        if let ExpectationKind::Request { step: Some(s), .. } = &e.kind {
+            if !named.contains(&s.as_str()) {
+                named.push(s);
+            }
+        }
+    }
+    for name in named {
+        let stubs = test
+            .step_upstream
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.as_slice())
+            .unwrap_or(&test.upstream);
+        let mut replies: Vec<Reply> = stubs.iter().map(Reply::from).collect();
+        if replies.is_empty() {
+            replies.push(Reply::json(200, serde_json::json!({})));
+        }
+        match Stub::start(replies).await {
+            Ok(s) => step_stubs.push((name.to_string(), s)),
+            Err(e) => {
+                fail(
+                    &mut report,
+                    test.location,
+                    format!("cannot start the stub upstream of step `{name}`: {e}"),
+                );
+                return report;
+            }
+        }
+    }
     let mut env: HashMap<String, String> = HashMap::new();
     for name in &action.env {
         env.insert(name.clone(), placeholder_env(action, name));
@@ -117,6 +159,11 @@ pub async fn run_test(action: &ir::Action, test: &ir::Test) -> TestReport {
     env.extend(test.secrets.iter().cloned());
     let config = Config {
         env: Some(env),
+        step_routes: step_stubs
+            .iter()
+            .map(|(n, s)| (n.clone(), s.addr()))
+            .collect(),
+        deliver_deferred_inline: true,
         ..Config::default()
     }
     .route("*", stub.addr());
@@ -139,8 +186,18 @@ pub async fn run_test(action: &ir::Action, test: &ir::Test) -> TestReport {
         .execute(&action.name, Value::Object(test.inputs.clone()), call)
         .await;
     let requests = stub.requests();
+    let by_step: HashMap<String, Vec<Recorded>> = step_stubs
+        .iter()
+        .map(|(n, s)| (n.clone(), s.requests()))
+        .collect();
     for e in &test.expectations {
-        if let Err(message) = check(&e.kind, &response, &requests) {
+        let requests = match &e.kind {
+            ExpectationKind::Request { step: Some(s), .. } => {
+                by_step.get(s).map(Vec::as_slice).unwrap_or_default()
+            }
+            _ => requests.as_slice(),
+        };
+        if let Err(message) = check(&e.kind, &response, requests) {
             fail(&mut report, e.location, message);
         }
     }
@@ -248,13 +305,17 @@ fn check(
             )),
         },
         ExpectationKind::Request {
+            step,
             method,
             path,
             headers,
             body,
         } => {
             let Some(first) = requests.first() else {
-                return Err("expected an upstream request, none was made".into());
+                return Err(match step {
+                    Some(s) => format!("expected a request of step `{s}`, none was made"),
+                    None => "expected an upstream request, none was made".into(),
+                });
             };
             let mut problems = Vec::new();
             if first.method != method.as_str() || &first.path != path {

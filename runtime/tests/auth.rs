@@ -53,7 +53,7 @@ fn with_auth(
     auth: Auth,
     secrets: &[&str],
 ) -> mca_compiler::ir::Action {
-    a.request.auth = Some(auth);
+    a.req().auth = Some(auth);
     a.secrets = secrets.iter().map(|s| s.to_string()).collect();
     a
 }
@@ -207,7 +207,7 @@ fn oauth(a: mca_compiler::ir::Action, scope: Option<&str>) -> mca_compiler::ir::
         },
         &["CLIENT_SECRET"],
     );
-    a.request.timeout_ms = 2000;
+    a.req().timeout_ms = 2000;
     a
 }
 

@@ -146,7 +146,7 @@ async fn successful_write_invalidates_the_target_actions_entries() {
     let mut write = post_action("write");
     write.invalidates = vec!["read".into()];
     // The write talks to another upstream: give it its own base variable.
-    write.request.url.parts[0] = mca_compiler::ir::UrlPart::Ref {
+    write.req().url.parts[0] = mca_compiler::ir::UrlPart::Ref {
         r#ref: r(mca_compiler::ir::Namespace::Env, "WRITE_BASE"),
         at: mca_compiler::ir::UrlContext::Origin,
     };

@@ -228,7 +228,7 @@ async fn demo_mode_for_a_whole_project_fills_missing_variables_and_keeps_request
     let mut other = action("elsewhere");
     other.env = vec!["BASE".into()];
     other.secrets = vec!["OTHER_KEY".into()];
-    other.request.auth = Some(mca_compiler::ir::Auth::Bearer {
+    other.req().auth = Some(mca_compiler::ir::Auth::Bearer {
         token: secret_ref("OTHER_KEY"),
     });
     let mut project = examples();

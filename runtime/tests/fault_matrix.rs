@@ -136,8 +136,8 @@ fn cases() -> Vec<Case> {
 fn case_action(i: usize, case: &Case) -> Action {
     let env = format!("BASE_{i}");
     let mut a = with_retry(with_timeout(action(case.name), TIMEOUT_MS), 2, 10);
-    a.request.per_try_ms = case.per_try_ms;
-    a.request.url = UrlTemplate {
+    a.req().per_try_ms = case.per_try_ms;
+    a.req().url = UrlTemplate {
         parts: vec![
             UrlPart::Ref {
                 r#ref: r(Namespace::Env, &env),

@@ -70,7 +70,7 @@ async fn upstream_that_hangs_forever_falls_back_within_timeout_plus_50ms_even_wi
 #[tokio::test(flavor = "multi_thread")]
 async fn per_try_timeout_retries_a_hanging_attempt_and_succeeds() {
     let mut a = with_retry(with_timeout(action("a"), 1000), 2, 10);
-    a.request.per_try_ms = Some(150);
+    a.req().per_try_ms = Some(150);
     let (stub, server) = setup(a, vec![Reply::Hang, ok_reply()]).await;
     let t = Instant::now();
     let (_, body) = call(&server, "a", json!({"id": "1"}), None).await;
@@ -105,7 +105,7 @@ async fn persistent_503_is_retried_then_falls_back_with_upstream_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_429_with_retry_after_that_fits_is_honoured() {
     let mut a = with_retry(with_timeout(action("a"), 2500), 1, 10);
-    a.request.per_try_ms = Some(500);
+    a.req().per_try_ms = Some(500);
     let (stub, server) = setup(
         a,
         vec![
@@ -203,7 +203,7 @@ async fn invalid_json_falls_back_with_invalid_response_and_is_not_retried() {
 #[tokio::test(flavor = "multi_thread")]
 async fn body_over_the_limit_falls_back_with_too_large() {
     let mut a = action("a");
-    a.request.max_response_bytes = 1024;
+    a.req().max_response_bytes = 1024;
     let big = json!({"value": "x".repeat(4096)});
     let (stub, server) = setup(a, vec![Reply::json(200, big)]).await;
     let (_, body) = call(&server, "a", json!({"id": "1"}), None).await;
@@ -215,7 +215,7 @@ async fn body_over_the_limit_falls_back_with_too_large() {
 #[tokio::test(flavor = "multi_thread")]
 async fn streamed_body_over_the_limit_is_cut_while_streaming() {
     let mut a = with_timeout(action("a"), 2000);
-    a.request.max_response_bytes = 1024;
+    a.req().max_response_bytes = 1024;
     // No Content-Length: 100 chunks of 100 bytes, 1 ms apart; the cap is hit after 11.
     let drip = Reply::Drip {
         status: 200,
@@ -315,7 +315,7 @@ async fn post_without_idempotency_key_is_never_retried() {
 #[tokio::test(flavor = "multi_thread")]
 async fn post_with_idempotency_key_is_retried_with_the_same_key() {
     let mut a = with_retry(post_action("a"), 1, 10);
-    a.request.idempotency_key = Some(Expr::Template(template(vec![
+    a.req().idempotency_key = Some(Expr::Template(template(vec![
         mca_compiler::ir::Part::Ref(r(mca_compiler::ir::Namespace::Call, "id")),
         text("-"),
         mca_compiler::ir::Part::Ref(r(mca_compiler::ir::Namespace::Input, "id")),
@@ -335,7 +335,7 @@ async fn post_with_idempotency_key_is_retried_with_the_same_key() {
 #[tokio::test(flavor = "multi_thread")]
 async fn idempotency_key_missing_its_call_id_makes_the_post_unretryable() {
     let mut a = with_retry(post_action("a"), 1, 10);
-    a.request.idempotency_key = Some(Expr::Ref(r(mca_compiler::ir::Namespace::Call, "id")));
+    a.req().idempotency_key = Some(Expr::Ref(r(mca_compiler::ir::Namespace::Call, "id")));
     let (stub, server) = setup(a, vec![Reply::status(503), ok_reply()]).await;
     let (_, body) = call(&server, "a", json!({"id": "7"}), None).await;
     assert_eq!(body["status"], "fallback");
@@ -346,8 +346,8 @@ async fn idempotency_key_missing_its_call_id_makes_the_post_unretryable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn read_only_post_is_retried() {
     let mut a = with_retry(post_action("a"), 1, 10);
-    a.request.read_only = true;
-    assert_eq!(a.request.method, Method::POST);
+    a.req().read_only = true;
+    assert_eq!(a.req().method, Method::POST);
     let (stub, server) = setup(a, vec![Reply::status(502), ok_reply()]).await;
     let (_, body) = call(&server, "a", json!({"id": "7"}), None).await;
     assert_eq!(body["status"], "ok");

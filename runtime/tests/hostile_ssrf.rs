@@ -214,7 +214,7 @@ fn live_origins(port: u16) -> Vec<String> {
 fn action_at(i: usize, retries: u32) -> mca_compiler::ir::Action {
     let name = format!("BASE_{i}");
     let mut a = with_retry(action(&format!("a{i}")), retries, 1);
-    a.request.url = UrlTemplate {
+    a.req().url = UrlTemplate {
         parts: vec![
             UrlPart::Ref {
                 r#ref: r(Namespace::Env, &name),

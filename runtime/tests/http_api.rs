@@ -43,7 +43,7 @@ fn typed_action() -> mca_compiler::ir::Action {
             description: None,
         },
     ];
-    a.request.query = vec![
+    a.req().query = vec![
         mca_compiler::ir::Param {
             name: "phone".into(),
             value: input_ref("phone"),
@@ -374,11 +374,11 @@ async fn call_headers_fill_call_id_and_from() {
         .await
         .unwrap();
     let mut a = action("a");
-    a.request.headers.push(mca_compiler::ir::Param {
+    a.req().headers.push(mca_compiler::ir::Param {
         name: "X-Caller".into(),
         value: mca_compiler::ir::Expr::Ref(r(mca_compiler::ir::Namespace::Call, "from")),
     });
-    a.request.headers.push(mca_compiler::ir::Param {
+    a.req().headers.push(mca_compiler::ir::Param {
         name: "X-Call".into(),
         value: mca_compiler::ir::Expr::Ref(r(mca_compiler::ir::Namespace::Call, "id")),
     });

@@ -19,7 +19,7 @@ async fn run(a: mca_compiler::ir::Action, input: serde_json::Value) -> (Stub, se
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slash_in_a_path_input_never_adds_a_segment() {
     let mut a = action("a");
-    a.request.url = url("/api/orders/{input.id}/items");
+    a.req().url = url("/api/orders/{input.id}/items");
     let (stub, body) = run(a, json!({"id": "100/234?x=1#f"})).await;
     assert_eq!(body["status"], "ok");
     assert_eq!(
@@ -31,7 +31,7 @@ async fn a_slash_in_a_path_input_never_adds_a_segment() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dot_dot_path_input_is_refused_before_any_request() {
     let mut a = action("a");
-    a.request.url = url("/api/orders/{input.id}");
+    a.req().url = url("/api/orders/{input.id}");
     let (stub, body) = run(a, json!({"id": ".."})).await;
     assert_eq!(body["status"], "fallback");
     assert_eq!(body["reason"], "invalid_request");
@@ -41,7 +41,7 @@ async fn a_dot_dot_path_input_is_refused_before_any_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn query_values_are_query_encoded() {
     let mut a = action("a");
-    a.request.query.push(Param {
+    a.req().query.push(Param {
         name: "q".into(),
         value: input_ref("id"),
     });
@@ -55,7 +55,7 @@ async fn query_values_are_query_encoded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_header_value_with_a_line_break_is_refused_before_any_request() {
     let mut a = action("a");
-    a.request.headers.push(Param {
+    a.req().headers.push(Param {
         name: "X-Note".into(),
         value: input_ref("id"),
     });
@@ -74,7 +74,7 @@ async fn json_bodies_are_built_as_values_never_spliced() {
         default: Some(json!(3)),
         description: None,
     });
-    a.request.body = Some(Body::Json {
+    a.req().body = Some(Body::Json {
         template: JsonTemplate::Object(vec![
             ("id".into(), JsonTemplate::Ref(r(Namespace::Input, "id"))),
             ("n".into(), JsonTemplate::Ref(r(Namespace::Input, "n"))),
@@ -102,7 +102,7 @@ async fn json_bodies_are_built_as_values_never_spliced() {
 #[tokio::test(flavor = "multi_thread")]
 async fn form_bodies_are_form_encoded() {
     let mut a = post_action("a");
-    a.request.body = Some(Body::Form {
+    a.req().body = Some(Body::Form {
         fields: vec![Param {
             name: "id".into(),
             value: input_ref("id"),

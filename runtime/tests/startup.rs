@@ -99,7 +99,9 @@ fn an_ir_of_another_version_is_refused() {
 #[test]
 fn a_jsonpath_that_does_not_parse_is_refused() {
     let mut a = action("a");
-    a.outputs[0].mapping.path = "$.[[".into();
+    if let mca_compiler::ir::Source::Path(m) = &mut a.outputs[0].source {
+        m.path = "$.[[".into();
+    }
     let err = Runtime::new(project(vec![a]), env(&[("BASE", "https://x.example")]))
         .err()
         .unwrap();

@@ -189,7 +189,11 @@ pub async fn handle(runtime: &Runtime, message: &Value, call: CallContext) -> Ou
         })),
         "ping" => Ok(json!({})),
         "tools/list" => {
-            let tools: Vec<Value> = runtime.actions().map(mcp_tool).collect();
+            let tools: Vec<Value> = runtime
+                .actions()
+                .filter(|a| a.follow_up.is_none())
+                .map(mcp_tool)
+                .collect();
             let mut list = json!({ "tools": tools });
             if modern {
                 if let Value::Object(l) = &mut list {

@@ -85,7 +85,11 @@ pub fn tool_definitions<'a>(
     base_url: &str,
 ) -> Value {
     let base = base_url.trim_end_matches('/');
-    let tools: Vec<Value> = actions.map(|a| tool(a, format, base)).collect();
+    // Follow-ups run when a call ends; the assistant never calls them.
+    let tools: Vec<Value> = actions
+        .filter(|a| a.follow_up.is_none())
+        .map(|a| tool(a, format, base))
+        .collect();
     match format {
         ToolFormat::Mcp => json!({ "tools": tools }),
         _ => Value::Array(tools),
@@ -127,7 +131,6 @@ pub fn tool(action: &Action, format: ToolFormat, base: &str) -> Value {
 /// A platform's timeout for the action: its `timeout` plus a second, in whole seconds.
 fn platform_timeout_secs(action: &Action, max: u64) -> u64 {
     action
-        .request
         .timeout_ms
         .saturating_add(1000)
         .div_ceil(1000)
@@ -136,18 +139,13 @@ fn platform_timeout_secs(action: &Action, max: u64) -> u64 {
 
 /// An MCP `Tool` (specification 2025-06-18 and later: `title`, `outputSchema`, `annotations`).
 pub fn mcp_tool(action: &Action) -> Value {
-    let read_only = action.request.read_only || action.request.method.is_safe();
+    let read_only = action.reads_only();
     let mut annotations = Map::new();
     annotations.insert("title".into(), json!(title(&action.name)));
     annotations.insert("readOnlyHint".into(), json!(read_only));
     if !read_only {
         annotations.insert("destructiveHint".into(), json!(false));
-        annotations.insert(
-            "idempotentHint".into(),
-            json!(
-                action.request.method.is_idempotent() || action.request.idempotency_key.is_some()
-            ),
-        );
+        annotations.insert("idempotentHint".into(), json!(action.idempotent()));
     }
     annotations.insert("openWorldHint".into(), json!(true));
     json!({

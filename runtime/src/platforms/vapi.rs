@@ -38,7 +38,26 @@ pub(crate) async fn handle(runtime: &Runtime, body: &[u8], arrived: Instant) -> 
         "tool-calls" => (200, tool_calls(runtime, message, call, arrived).await),
         "function-call" => (200, function_call(runtime, message, call, arrived).await),
         "end-of-call-report" => {
-            end_call(runtime, &call);
+            // The report's summary, transcript and reason are the follow-ups' inputs.
+            let m = Value::Object(message.clone());
+            let mut details = Map::new();
+            for (name, paths) in [
+                ("summary", &[&["analysis", "summary"][..], &["summary"]][..]),
+                (
+                    "transcript",
+                    &[&["artifact", "transcript"][..], &["transcript"]],
+                ),
+                ("ended_reason", &[&["endedReason"][..]]),
+                (
+                    "recording_url",
+                    &[&["artifact", "recordingUrl"][..], &["recordingUrl"]],
+                ),
+            ] {
+                if let Some(v) = paths.iter().find_map(|p| text_at(&m, p)) {
+                    details.insert(name.to_string(), json!(v));
+                }
+            }
+            runtime.end_call_with(&call, &details).await;
             (200, json!({}))
         }
         "status-update" => {

@@ -70,12 +70,13 @@ pub fn output(name: &str, ty: Ty, path: &str) -> Output {
     Output {
         name: name.into(),
         ty,
-        mapping: Mapping {
+        source: mca_compiler::ir::Source::Path(Mapping {
             kind: MappingKind::Path,
             path: path.into(),
             singular: !path.contains('*') && !path.contains('?'),
             default: None,
-        },
+        }),
+        when: None,
     }
 }
 
@@ -104,8 +105,9 @@ pub fn action(name: &str) -> Action {
             "max_response_bytes": 65536,
             "read_only": false
         },
+        "timeout_ms": 400,
         "outputs": [],
-        "say": null,
+        "say": [],
         "on_status": [],
         "fallback": null,
         "cache": null,
@@ -121,13 +123,16 @@ pub fn action(name: &str) -> Action {
         default: None,
         description: Some("An id".into()),
     }];
-    a.request.url = url("/thing");
+    a.req().url = url("/thing");
     a.outputs = vec![output("value", string(), "$.value")];
-    a.say = Some(template(vec![
-        text("Value "),
-        Part::Ref(r(Namespace::Output, "value")),
-        text("."),
-    ]));
+    a.say = vec![mca_compiler::ir::Say {
+        when: None,
+        text: template(vec![
+            text("Value "),
+            Part::Ref(r(Namespace::Output, "value")),
+            text("."),
+        ]),
+    }];
     a.fallback = Some(Outcome {
         values: vec![("value".into(), json!("fallback"))],
         say: Some(template(vec![text("Sorry.")])),
@@ -136,7 +141,7 @@ pub fn action(name: &str) -> Action {
 }
 
 pub fn with_retry(mut a: Action, attempts: u32, backoff_ms: u64) -> Action {
-    a.request.retry = Retry {
+    a.req().retry = Retry {
         attempts,
         backoff_ms,
     };
@@ -144,7 +149,8 @@ pub fn with_retry(mut a: Action, attempts: u32, backoff_ms: u64) -> Action {
 }
 
 pub fn with_timeout(mut a: Action, ms: u64) -> Action {
-    a.request.timeout_ms = ms;
+    a.req().timeout_ms = ms;
+    a.timeout_ms = ms;
     a
 }
 
@@ -161,14 +167,25 @@ pub fn with_cache(mut a: Action, scope: CacheScope, stale_if_error_ms: Option<u6
 /// A POST with a JSON body `{"id": input.id}`.
 pub fn post_action(name: &str) -> Action {
     let mut a = action(name);
-    a.request.method = Method::POST;
-    a.request.body = Some(Body::Json {
+    a.req().method = Method::POST;
+    a.req().body = Some(Body::Json {
         template: JsonTemplate::Object(vec![(
             "id".into(),
             JsonTemplate::Ref(r(Namespace::Input, "id")),
         )]),
     });
     a
+}
+
+/// The one request of a single-request test action.
+pub trait RequestOf {
+    fn req(&mut self) -> &mut mca_compiler::ir::Request;
+}
+
+impl RequestOf for Action {
+    fn req(&mut self) -> &mut mca_compiler::ir::Request {
+        self.request.as_mut().expect("a single-request action")
+    }
 }
 
 pub fn project(actions: Vec<Action>) -> ir::Project {

@@ -14,7 +14,7 @@ pub fn weather() -> Action {
     a.description = "Retrieves the current weather for a specified location".into();
     a.inputs[0].name = "location".into();
     a.inputs[0].description = Some("City name".into());
-    a.request.headers = vec![
+    a.req().headers = vec![
         Param {
             name: "X-Upstream-Call-Id".into(),
             value: Expr::Ref(r(Namespace::Call, "id")),
@@ -24,13 +24,16 @@ pub fn weather() -> Action {
             value: Expr::Ref(r(Namespace::Call, "from")),
         },
     ];
-    a.say = Some(template(vec![
-        text("Weather in "),
-        Part::Ref(r(Namespace::Input, "location")),
-        text(": "),
-        Part::Ref(r(Namespace::Output, "value")),
-        text("."),
-    ]));
+    a.say = vec![mca_compiler::ir::Say {
+        when: None,
+        text: template(vec![
+            text("Weather in "),
+            Part::Ref(r(Namespace::Input, "location")),
+            text(": "),
+            Part::Ref(r(Namespace::Output, "value")),
+            text("."),
+        ]),
+    }];
     a
 }
 
