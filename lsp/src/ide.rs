@@ -86,9 +86,15 @@ pub fn references(
 pub fn prepare_rename(files: &[FileView], file: usize, offset: usize) -> Result<Span, String> {
     let f = files.get(file).ok_or("unknown file")?;
     match sym_at(f, offset) {
-        Some((Sym::Input(_) | Sym::Output(_) | Sym::Action(_), _, span)) => Ok(span),
-        Some(_) => Err("only inputs, outputs and actions can be renamed".into()),
-        None => Err("no input, output or action here".into()),
+        Some((
+            Sym::Input(_) | Sym::Output(_) | Sym::Action(_) | Sym::Step(_) | Sym::StepValue { .. },
+            _,
+            span,
+        )) => Ok(span),
+        Some(_) => {
+            Err("only inputs, outputs, steps, step values and actions can be renamed".into())
+        }
+        None => Err("no input, output, step or action here".into()),
     }
 }
 
@@ -101,14 +107,22 @@ pub fn rename(
 ) -> Result<Vec<(usize, Span, String)>, String> {
     prepare_rename(files, file, offset)?;
     let Some((sym, action, _)) = files.get(file).and_then(|f| sym_at(f, offset)) else {
-        return Err("no input, output or action here".into());
+        return Err("no input, output, step or action here".into());
     };
     if !scan::is_name(new_name) || matches!(new_name, "true" | "false" | "null") {
         return Err(format!(
             "`{new_name}` is not a name: use letters, digits and `_`, not starting with a digit"
         ));
     }
+    let this_action = files[file]
+        .analysis
+        .actions
+        .get(action.unwrap_or(usize::MAX));
     let taken = match &sym {
+        Sym::Step(_) => this_action.is_some_and(|a| a.step(new_name).is_some()),
+        Sym::StepValue { step, .. } => this_action
+            .and_then(|a| a.step(step))
+            .is_some_and(|s| s.outputs.iter().any(|o| o.name == new_name)),
         Sym::Input(_) => files[file]
             .analysis
             .actions
@@ -271,7 +285,69 @@ fn hover_sym(files: &[FileView], file: usize, sym: &Sym, action: Option<usize>) 
                     format!("`call` has no member `{name}`: use `call.id` or `call.from`.")
                 }),
         ),
+        Sym::Step(name) => {
+            let a = f.analysis.actions.get(action?)?;
+            let owner = a.name().unwrap_or("?");
+            let Some(step) = a.step(name) else {
+                return Some(format!("No step `{name}` is declared in action `{owner}`."));
+            };
+            let mut out = code_block(&step_header(f.text, step));
+            let values: Vec<String> = step
+                .outputs
+                .iter()
+                .map(|d| format!("`{}`", snippet(f.text, d.span).trim()))
+                .collect();
+            if !values.is_empty() {
+                out.push_str(&format!(
+                    "\n\nValues (`step.{name}.VALUE`): {}",
+                    values.join(", ")
+                ));
+            }
+            out.push_str(&format!("\n\nStep of action `{owner}`."));
+            Some(out)
+        }
+        Sym::StepValue { step, name } => {
+            let a = f.analysis.actions.get(action?)?;
+            let owner = a.name().unwrap_or("?");
+            let Some(s) = a.step(step) else {
+                return Some(format!("No step `{step}` is declared in action `{owner}`."));
+            };
+            let Some(d) = s.outputs.iter().find(|d| &d.name == name) else {
+                return Some(format!(
+                    "Step `{step}` has no value `{name}` (its `output {{ }}` declares {}).",
+                    if s.outputs.is_empty() {
+                        "none".to_string()
+                    } else {
+                        s.outputs
+                            .iter()
+                            .map(|d| format!("`{}`", d.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ));
+            };
+            let mut out = code_block(snippet(f.text, d.span));
+            out.push_str(&format!(
+                "\n\n`step.{step}.{name}`: a value of step `{step}` in action `{owner}`, declared in its `output {{ }}`."
+            ));
+            let header = step_header(f.text, s);
+            if header.split_whitespace().any(|w| w == "when") {
+                out.push_str(&format!(
+                    " Null when the step is skipped (`{step}` has a `when`)."
+                ));
+            }
+            Some(out)
+        }
     }
+}
+
+/// `step NAME [deferred ...] [when ...]`: the step's first line, without its `{`.
+fn step_header(text: &str, step: &scan::StepInfo) -> String {
+    let rest = text
+        .get(step.keyword.start..step.decl.span.end.max(step.keyword.start))
+        .unwrap_or("");
+    let head = rest.split('{').next().unwrap_or(rest);
+    head.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 // ---- completion --------------------------------------------------------------------------------------
@@ -288,6 +364,7 @@ pub enum ItemKind {
     Method,
     Function,
     Action,
+    Step,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,9 +411,20 @@ pub fn completion(files: &[FileView], file: usize, offset: usize) -> Vec<Complet
                 // Inside a template hole?
                 if let Some((_, inner)) = open_hole(text, t.span, offset) {
                     let inner = inner.trim_start();
-                    match inner.split_once('.') {
-                        Some((ns, _)) => members(files, file, ns, offset, &mut out),
-                        None => out.namespaces(NAMESPACES),
+                    match inner.rsplit_once('.') {
+                        Some((chain, _)) => {
+                            let chain: Vec<&str> = chain.split('.').collect();
+                            members(files, file, &chain, offset, &mut out)
+                        }
+                        None => {
+                            let steps = has_steps(f, offset);
+                            let names: Vec<&str> = NAMESPACES
+                                .iter()
+                                .copied()
+                                .filter(|n| *n != "step" || steps)
+                                .collect();
+                            out.namespaces(&names)
+                        }
                     }
                 }
                 return out.items;
@@ -344,25 +432,41 @@ pub fn completion(files: &[FileView], file: usize, offset: usize) -> Vec<Complet
             _ => {}
         }
     }
-    // After `ns.`?
+    // After `ns.` (or `step.NAME.`)?
     if word_start > 0 && bytes[word_start - 1] == b'.' {
         let mut ns_start = word_start - 1;
         while ns_start > 0
-            && (bytes[ns_start - 1].is_ascii_alphanumeric() || bytes[ns_start - 1] == b'_')
+            && (bytes[ns_start - 1].is_ascii_alphanumeric()
+                || bytes[ns_start - 1] == b'_'
+                || bytes[ns_start - 1] == b'.')
         {
             ns_start -= 1;
         }
-        let ns = &text[ns_start..word_start - 1];
-        members(files, file, ns, offset, &mut out);
+        let chain: Vec<&str> = text[ns_start..word_start - 1].split('.').collect();
+        members(files, file, &chain, offset, &mut out);
         return out.items;
     }
     let ctx = context_at(text, tokens, word_start);
     let action = ctx.action.and_then(|a| f.analysis.actions.get(a));
     let frame = ctx.frame();
+    let steps = action.is_some_and(|a| !a.steps.is_empty());
+    // The step whose block holds the cursor.
+    let in_step = ctx
+        .frames
+        .contains(&Frame::Step)
+        .then(|| action.and_then(|a| a.steps.iter().find(|s| s.decl.span.contains(offset))))
+        .flatten();
     if ctx.new_statement {
         out.keywords(item_keywords(frame), frame);
         if frame == Frame::Outcome {
-            if let Some(a) = action {
+            if let Some(s) = in_step {
+                for o in &s.outputs {
+                    let ty = decl_parts(text, tokens, o)
+                        .ty
+                        .map(|t| snippet(text, t).to_string());
+                    out.push(&o.name, ItemKind::Output, ty, None);
+                }
+            } else if let Some(a) = action {
                 for o in &a.outputs {
                     out.push(&o.name, ItemKind::Output, Some("output".into()), None);
                 }
@@ -376,8 +480,35 @@ pub fn completion(files: &[FileView], file: usize, offset: usize) -> Vec<Complet
     let last = units.last().map(|u| u.text.as_str()).unwrap_or("");
     let second = units.get(1).map(|u| u.text.as_str()).unwrap_or("");
     let value_position = matches!(last, "=" | ",") || n == 0;
+    let has_when = units
+        .iter()
+        .skip(1)
+        .any(|u| u.kind == UnitKind::Word && u.text == "when");
+    // Namespaces a reference may start with here (request values, templates).
+    let mut value_namespaces = vec!["input", "env", "call"];
+    if steps {
+        value_namespaces.push("step");
+    }
     match frame {
         Frame::Top if n == 0 => out.keywords(&["action"], frame),
+        Frame::Cond => out.condition(units, steps, true, frame),
+        Frame::Action | Frame::Step if has_when => {
+            let outputs = head != "step" || units.iter().any(|u| u.text == "deferred");
+            out.condition(units, steps, outputs, frame)
+        }
+        Frame::Action if head == "step" && n >= 2 => {
+            if n == 2 {
+                out.keywords(&["deferred", "when"], frame);
+            } else if last == "deferred" {
+                out.keywords(&["within", "when"], frame);
+            } else if units.get(n - 2).is_some_and(|u| u.text == "within") {
+                out.keywords(&["when"], frame);
+            }
+        }
+        Frame::Action if head == "say" && n == 2 && units[1].kind == UnitKind::Str => {
+            out.keywords(&["when"], frame)
+        }
+        Frame::Action if head == "follow_up" && n == 1 => out.keywords(&["when"], frame),
         Frame::Action => match head {
             "input" if last == ":" => out.types(),
             "request" if n == 1 => out.methods(),
@@ -414,6 +545,14 @@ pub fn completion(files: &[FileView], file: usize, offset: usize) -> Vec<Complet
         Frame::Output => {
             if n == 2 && last == ":" {
                 out.types();
+            } else if has_when
+                || (steps
+                    && in_step.is_none()
+                    && units.iter().any(|u| u.text == "=")
+                    && last != "??")
+            {
+                // An expression over step values (actions with steps), or the `when` of an output.
+                out.condition(units, steps, false, frame);
             } else if last == "=" {
                 for name in docs::MAPPING_FNS {
                     out.push(
@@ -425,6 +564,8 @@ pub fn completion(files: &[FileView], file: usize, offset: usize) -> Vec<Complet
                 }
             } else if last == "??" {
                 out.constants();
+            } else if n >= 5 && units.iter().any(|u| u.text == "=") {
+                out.keywords(&["when"], frame);
             }
         }
         Frame::Outcome if last == "=" => out.constants(),
@@ -436,6 +577,9 @@ pub fn completion(files: &[FileView], file: usize, offset: usize) -> Vec<Complet
             "retry" if n == 2 => out.keywords(&["backoff"], frame),
             "query" | "header" if last == "=" => {
                 out.namespaces(&["input", "env", "secret", "call"]);
+                if steps {
+                    out.namespaces(&["step"]);
+                }
                 out.constants();
             }
             "idempotency_key" if n == 1 => out.namespaces(&["input", "call"]),
@@ -461,7 +605,13 @@ pub fn completion(files: &[FileView], file: usize, offset: usize) -> Vec<Complet
             _ => {}
         },
         Frame::Test => match head {
-            "upstream" if n == 1 => out.keywords(&["timeout", "reset"], frame),
+            "upstream" if n == 1 => {
+                out.keywords(&["timeout", "reset"], frame);
+                out.steps(action);
+            }
+            "upstream" if n == 2 && units[1].kind == UnitKind::Word && !is_reply(second) => {
+                out.keywords(&["timeout", "reset"], frame)
+            }
             "upstream" if n == 2 && units[1].kind == UnitKind::Number => {
                 out.keywords(&["headers"], frame)
             }
@@ -475,7 +625,13 @@ pub fn completion(files: &[FileView], file: usize, offset: usize) -> Vec<Complet
                     );
                 }
             }
-            "expect" if n == 2 && second == "request" => out.methods(),
+            "expect" if n == 2 && second == "request" => {
+                out.methods();
+                out.steps(action);
+            }
+            "expect" if n == 3 && second == "request" && !scan::is_method(&units[2].text) => {
+                out.methods()
+            }
             "expect" if n == 2 && second == "error" => {
                 for r in ir::Reason::ALL {
                     out.push(
@@ -512,7 +668,7 @@ pub fn completion(files: &[FileView], file: usize, offset: usize) -> Vec<Complet
                 }
             } else if value_position || last == ":" || last == "[" || last == "{" {
                 if role == ValueRole::Template {
-                    out.namespaces(&["input", "env", "call"]);
+                    out.namespaces(&value_namespaces);
                 }
                 out.constants();
             }
@@ -522,8 +678,21 @@ pub fn completion(files: &[FileView], file: usize, offset: usize) -> Vec<Complet
     out.items
 }
 
-/// Members of a namespace after `ns.`.
-fn members(files: &[FileView], file: usize, ns: &str, offset: usize, out: &mut Completions) {
+/// Whether the action at `offset` has steps.
+fn has_steps(f: &FileView, offset: usize) -> bool {
+    f.analysis
+        .action_at(offset)
+        .and_then(|a| f.analysis.actions.get(a))
+        .is_some_and(|a| !a.steps.is_empty())
+}
+
+/// `upstream` replies that are not step names.
+fn is_reply(word: &str) -> bool {
+    matches!(word, "timeout" | "reset" | "headers")
+}
+
+/// Members after `ns.` (`chain` is `[ns]`), or the values of a step after `step.NAME.`.
+fn members(files: &[FileView], file: usize, chain: &[&str], offset: usize, out: &mut Completions) {
     let Some(f) = files.get(file) else {
         return;
     };
@@ -532,7 +701,54 @@ fn members(files: &[FileView], file: usize, ns: &str, offset: usize, out: &mut C
         .action_at(offset)
         .and_then(|a| f.analysis.actions.get(a));
     let tokens = &f.analysis.tokens;
+    let ns = match chain {
+        [ns] => *ns,
+        ["step", step] => {
+            let Some(s) = action.and_then(|a| a.step(step)) else {
+                return;
+            };
+            for d in &s.outputs {
+                let ty = decl_parts(f.text, tokens, d)
+                    .ty
+                    .map(|t| snippet(f.text, t).to_string());
+                out.push(
+                    &d.name,
+                    ItemKind::Output,
+                    ty,
+                    Some(format!(
+                        "A value of step `{step}` (`step.{step}.{}`).",
+                        d.name
+                    )),
+                );
+            }
+            return;
+        }
+        _ => return,
+    };
     match ns {
+        "step" => {
+            let Some(a) = action else {
+                return;
+            };
+            for s in &a.steps {
+                // The step being declared at the cursor is not offered.
+                if s.decl.name_span.contains(offset) {
+                    continue;
+                }
+                let values: Vec<&str> = s.outputs.iter().map(|d| d.name.as_str()).collect();
+                let doc = if values.is_empty() {
+                    format!("Step `{}` (no values).", s.decl.name)
+                } else {
+                    format!("Step `{}`: {}.", s.decl.name, values.join(", "))
+                };
+                out.push(
+                    &s.decl.name,
+                    ItemKind::Step,
+                    Some(format!("step {}", s.decl.name)),
+                    Some(doc),
+                );
+            }
+        }
         "input" | "output" => {
             let Some(a) = action else {
                 return;
@@ -664,6 +880,48 @@ impl Completions {
             self.push(c, ItemKind::Value, None, None);
         }
     }
+
+    /// The steps of an action, as bare names (`upstream STEP`, `expect request STEP`).
+    fn steps(&mut self, action: Option<&scan::ActionInfo>) {
+        for s in action.map(|a| a.steps.as_slice()).unwrap_or(&[]) {
+            self.push(
+                &s.decl.name,
+                ItemKind::Step,
+                Some("step".into()),
+                docs::keyword("step", Frame::Action).map(str::to_string),
+            );
+        }
+    }
+
+    /// In a condition: operands (references, literals, `not`) after an operator, `and` / `or`
+    /// after an operand. `outputs`: whether `output.X` may be read here.
+    fn condition(&mut self, units: &[scan::Unit], steps: bool, outputs: bool, frame: Frame) {
+        let operand_expected = units.last().is_none_or(|u| match u.kind {
+            UnitKind::Punct => u.text != ")",
+            UnitKind::Word => matches!(u.text.as_str(), "when" | "and" | "or" | "not"),
+            UnitKind::Open(_) => true,
+            _ => false,
+        });
+        if operand_expected {
+            let mut ns = vec!["input"];
+            if steps {
+                ns.push("step");
+            }
+            if outputs {
+                ns.push("output");
+            }
+            ns.extend(["call", "env"]);
+            self.namespaces(&ns);
+            self.constants();
+            self.keywords(&["not"], frame);
+        } else {
+            self.keywords(&["and", "or"], frame);
+            let has_when = units.iter().skip(1).any(|u| u.text == "when");
+            if frame == Frame::Output && !has_when {
+                self.keywords(&["when"], frame);
+            }
+        }
+    }
 }
 
 // ---- outline ---------------------------------------------------------------------------------------
@@ -675,6 +933,7 @@ pub enum SymbolKind {
     Output,
     Block,
     Request,
+    Step,
     Test,
     Text,
     Other,
@@ -770,6 +1029,47 @@ pub fn symbols(file: &FileView) -> Vec<Symbol> {
                         Vec::new(),
                     ));
                 }
+                "step" => {
+                    let Some(step) = a
+                        .steps
+                        .iter()
+                        .find(|st| s.span.contains(st.decl.name_span.start))
+                    else {
+                        children.push(sym("step".into(), SymbolKind::Step, None, Vec::new()));
+                        continue;
+                    };
+                    let values = step
+                        .outputs
+                        .iter()
+                        .map(|d| Symbol {
+                            name: d.name.clone(),
+                            detail: decl_parts(text, tokens, d)
+                                .ty
+                                .map(|t| snippet(text, t).to_string()),
+                            kind: SymbolKind::Output,
+                            span: d.span,
+                            selection: d.name_span,
+                            children: Vec::new(),
+                        })
+                        .collect();
+                    // `deferred within 2h when ...`: the rest of the header.
+                    let header = step_header(text, step);
+                    let rest = header
+                        .strip_prefix("step")
+                        .map(str::trim_start)
+                        .and_then(|r| r.strip_prefix(step.decl.name.as_str()))
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_string);
+                    children.push(Symbol {
+                        name: step.decl.name.clone(),
+                        detail: rest,
+                        kind: SymbolKind::Step,
+                        span: s.span,
+                        selection: step.decl.name_span,
+                        children: values,
+                    });
+                }
                 "description" | "say" => {
                     children.push(sym(s.head.clone(), SymbolKind::Text, detail, Vec::new()))
                 }
@@ -816,6 +1116,7 @@ pub const TOKEN_TYPES: &[&str] = &[
     "property",
     "variable",
     "namespace",
+    "method",
 ];
 
 /// Semantic token modifiers, in legend order (bit positions).
@@ -849,6 +1150,8 @@ pub fn semantic_tokens(file: &FileView) -> Vec<(Span, u32, u32)> {
                     Sym::Action(_) => (ty("function"), d),
                     Sym::Env(_) | Sym::Secret(_) => (ty("variable"), 2),
                     Sym::Call(_) => (ty("variable"), 2 | 4),
+                    Sym::Step(_) => (ty("method"), d),
+                    Sym::StepValue { .. } => (ty("property"), d),
                 }
             }
         };

@@ -15,6 +15,8 @@ use mca_compiler::format::{lex, Token, TokenKind};
 pub enum Frame {
     Top,
     Action,
+    /// `step NAME ... { request ... output { } on ... fallback { } }`
+    Step,
     Request,
     OAuth2,
     Output,
@@ -32,6 +34,8 @@ pub enum Frame {
     },
     TypeItem,
     MappingArgs,
+    /// `( ... )` in a condition.
+    Cond,
     Other,
 }
 
@@ -41,6 +45,7 @@ impl Frame {
             self,
             Frame::Top
                 | Frame::Action
+                | Frame::Step
                 | Frame::Request
                 | Frame::OAuth2
                 | Frame::Output
@@ -79,6 +84,7 @@ pub fn item_keywords(frame: Frame) -> &'static [&'static str] {
     match frame {
         Frame::Top => &["action"],
         Frame::Action => &mca_compiler::syntax::ACTION_ITEMS,
+        Frame::Step => &STEP_ITEMS,
         Frame::Request => &[
             "query",
             "header",
@@ -101,6 +107,12 @@ pub fn item_keywords(frame: Frame) -> &'static [&'static str] {
         _ => &[],
     }
 }
+
+/// Item keywords inside a `step { }` block.
+pub const STEP_ITEMS: [&str; 4] = ["request", "output", "on", "fallback"];
+
+/// Words of the condition language (`when COND`).
+pub const CONDITION_WORDS: &[&str] = &["and", "or", "not"];
 
 /// Every keyword of the language (none is reserved: each may also be a name).
 pub const KEYWORDS: &[&str] = &[
@@ -149,9 +161,17 @@ pub const KEYWORDS: &[&str] = &[
     "call",
     "expect",
     "error",
+    "step",
+    "deferred",
+    "within",
+    "when",
+    "and",
+    "or",
+    "not",
+    "follow_up",
 ];
 
-pub const NAMESPACES: &[&str] = &["input", "output", "env", "secret", "call"];
+pub const NAMESPACES: &[&str] = &["input", "output", "env", "secret", "call", "step"];
 
 /// A named thing that can be declared and referred to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -162,6 +182,13 @@ pub enum Sym {
     Env(String),
     Secret(String),
     Call(String),
+    /// A step of an action (`step NAME`, `step.NAME`, `upstream NAME`).
+    Step(String),
+    /// A value of a step (a field of its `output { }`, `step.STEP.NAME`).
+    StepValue {
+        step: String,
+        name: String,
+    },
 }
 
 impl Sym {
@@ -172,13 +199,18 @@ impl Sym {
             | Sym::Action(n)
             | Sym::Env(n)
             | Sym::Secret(n)
-            | Sym::Call(n) => n,
+            | Sym::Call(n)
+            | Sym::Step(n) => n,
+            Sym::StepValue { name, .. } => name,
         }
     }
 
-    /// Inputs and outputs belong to one action; the others to the project.
+    /// Inputs, outputs and steps belong to one action; the others to the project.
     pub fn is_local(&self) -> bool {
-        matches!(self, Sym::Input(_) | Sym::Output(_))
+        matches!(
+            self,
+            Sym::Input(_) | Sym::Output(_) | Sym::Step(_) | Sym::StepValue { .. }
+        )
     }
 }
 
@@ -247,12 +279,27 @@ pub struct ActionInfo {
     pub description: Option<Span>,
     pub inputs: Vec<Decl>,
     pub outputs: Vec<Decl>,
+    pub steps: Vec<StepInfo>,
     pub statements: Vec<Stmt>,
+}
+
+/// A step of an action: its name (the whole step as the declaration's span) and the fields of
+/// its `output { }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepInfo {
+    pub decl: Decl,
+    /// The `step` keyword.
+    pub keyword: Span,
+    pub outputs: Vec<Decl>,
 }
 
 impl ActionInfo {
     pub fn name(&self) -> Option<&str> {
         self.name.as_ref().map(|(n, _)| n.as_str())
+    }
+
+    pub fn step(&self, name: &str) -> Option<&StepInfo> {
+        self.steps.iter().find(|s| s.decl.name == name)
     }
 }
 
@@ -379,9 +426,24 @@ pub fn context_at(text: &str, tokens: &[Token], word_start: usize) -> Context {
 }
 
 fn continues(last: Option<&Unit>) -> bool {
-    last.is_some_and(|u| {
-        u.kind == UnitKind::Punct && matches!(u.text.as_str(), ":" | "=" | "," | "??")
+    last.is_some_and(|u| match u.kind {
+        UnitKind::Punct => matches!(
+            u.text.as_str(),
+            ":" | "=" | "," | "??" | "==" | "!=" | "<=" | ">=" | "<" | ">"
+        ),
+        UnitKind::Word => matches!(u.text.as_str(), "when" | "and" | "or" | "not"),
+        _ => false,
     })
+}
+
+/// What the current statement of a frame declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeclAt {
+    Input(usize),
+    Output(usize),
+    Step(usize),
+    /// (step, field)
+    StepOutput(usize, usize),
 }
 
 struct FrameState {
@@ -394,8 +456,12 @@ struct FrameState {
     /// Objects: a key is expected next.
     object: bool,
     expect_key: bool,
-    /// The declaration the current statement makes (`true` for outputs), as an index.
-    decl: Option<(bool, usize)>,
+    /// The declaration the current statement makes.
+    decl: Option<DeclAt>,
+    /// `Step` frames: the step (index in the action's steps).
+    step: Option<usize>,
+    /// The statement is in a condition (after `when`, or an output's expression).
+    cond: bool,
     /// Index of the current statement in the action's outline.
     stmt: Option<usize>,
     /// Type phase of a declaration: after `:` and before `=` or the doc string.
@@ -412,6 +478,8 @@ impl FrameState {
             object: close == "}" && matches!(frame, Frame::Value(_)),
             expect_key: true,
             decl: None,
+            step: None,
+            cond: false,
             stmt: None,
             in_type: false,
         }
@@ -485,8 +553,9 @@ impl<'t> Scanner<'t> {
                     let mut last = dot.span.end;
                     let mut segments = vec![t.span];
                     while j < end && self.tokens[j].is_punct(self.text, ".") {
+                        let dot_end = self.tokens[j].span.end;
                         let next = self.tokens.get(j + 1).filter(|w| {
-                            j + 1 < end && w.kind == TokenKind::Word && w.span.start == last
+                            j + 1 < end && w.kind == TokenKind::Word && w.span.start == dot_end
                         });
                         match next {
                             Some(w) => {
@@ -502,6 +571,7 @@ impl<'t> Scanner<'t> {
                                 }
                             }
                             None => {
+                                last = dot_end;
                                 j += 1;
                                 break;
                             }
@@ -523,31 +593,39 @@ impl<'t> Scanner<'t> {
 
     fn reference(&mut self, span: Span, segments: &[Span]) {
         self.before_unit(span, UnitKind::Ref, "");
-        if let Some(&ns) = segments.first() {
-            self.ref_marks(ns, segments.get(1).copied());
+        if let Some((&ns, members)) = segments.split_first() {
+            self.ref_marks(ns, members);
         }
         let text = self.text_of(span).to_string();
         self.push_unit(UnitKind::Ref, text, span);
         self.value_done();
     }
 
-    /// Marks of `ns.member` (also inside templates).
-    fn ref_marks(&mut self, ns: Span, member: Option<Span>) {
+    /// Marks of `ns.member` and `step.NAME.VALUE` (also inside templates).
+    fn ref_marks(&mut self, ns: Span, members: &[Span]) {
         let ns_text = self.text_of(ns);
         if !NAMESPACES.contains(&ns_text) {
             return;
         }
         self.mark(ns, Kind::Namespace);
-        if let Some(m) = member {
+        if let Some(&m) = members.first() {
             let name = self.text_of(m).to_string();
             let sym = match ns_text {
                 "input" => Sym::Input(name),
                 "output" => Sym::Output(name),
                 "env" => Sym::Env(name),
                 "secret" => Sym::Secret(name),
+                "step" => Sym::Step(name),
                 _ => Sym::Call(name),
             };
             self.mark(m, Kind::Sym { sym, decl: false });
+            if let (Some(&v), "step") = (members.get(1), ns_text) {
+                let sym = Sym::StepValue {
+                    step: self.text_of(m).to_string(),
+                    name: self.text_of(v).to_string(),
+                };
+                self.mark(v, Kind::Sym { sym, decl: false });
+            }
         }
     }
 
@@ -594,15 +672,17 @@ impl<'t> Scanner<'t> {
                 if let Some(s) = f.stmt.and_then(|s| action.statements.get_mut(s)) {
                     s.span.end = s.span.end.max(end);
                 }
-                if let Some((output, d)) = f.decl {
-                    let list = if output {
-                        &mut action.outputs
-                    } else {
-                        &mut action.inputs
-                    };
-                    if let Some(d) = list.get_mut(d) {
-                        d.span.end = d.span.end.max(end);
+                let d = match f.decl {
+                    Some(DeclAt::Input(i)) => action.inputs.get_mut(i),
+                    Some(DeclAt::Output(i)) => action.outputs.get_mut(i),
+                    Some(DeclAt::Step(i)) => action.steps.get_mut(i).map(|s| &mut s.decl),
+                    Some(DeclAt::StepOutput(s, i)) => {
+                        action.steps.get_mut(s).and_then(|s| s.outputs.get_mut(i))
                     }
+                    None => None,
+                };
+                if let Some(d) = d {
+                    d.span.end = d.span.end.max(end);
                 }
             }
         }
@@ -613,6 +693,7 @@ impl<'t> Scanner<'t> {
             f.units.clear();
             f.ended = false;
             f.decl = None;
+            f.cond = false;
             f.stmt = None;
             f.in_type = false;
         }
@@ -654,8 +735,15 @@ impl<'t> Scanner<'t> {
     fn token(&mut self, i: usize) {
         let t = self.tokens[i];
         let text = t.text(self.text);
+        // `<` and `>` compare in a condition.
+        let compares = t.kind == TokenKind::Punct
+            && matches!(text, "<" | ">")
+            && self
+                .frames
+                .last()
+                .is_some_and(|f| (f.cond || f.frame == Frame::Cond) && !f.in_type);
         // Closers.
-        if t.kind == TokenKind::Punct && matches!(text, "}" | "]" | ")" | ">") {
+        if t.kind == TokenKind::Punct && matches!(text, "}" | "]" | ")" | ">") && !compares {
             if let Some(pos) = self.frames.iter().rposition(|f| f.close == text) {
                 while self.frames.len() > pos + 1 {
                     self.close_frame(t.span.start);
@@ -688,7 +776,7 @@ impl<'t> Scanner<'t> {
             TokenKind::Str => UnitKind::Str,
             TokenKind::Number => UnitKind::Number,
             TokenKind::Path => UnitKind::Path,
-            TokenKind::Punct => UnitKind::Punct,
+            TokenKind::Punct | TokenKind::Op => UnitKind::Punct,
             _ => UnitKind::Other,
         };
         self.before_unit(t.span, kind, text);
@@ -711,7 +799,13 @@ impl<'t> Scanner<'t> {
             (is_key, f.frame)
         };
         let units_before = self.frames.last().map_or(0, |f| f.units.len());
-        let opens = t.kind == TokenKind::Punct && matches!(text, "{" | "[" | "(" | "<");
+        // `<` brackets a list's item type only in a type.
+        let type_bracket = self.frames.last().is_some_and(|f| f.in_type)
+            || matches!(frame, Frame::TypeItem | Frame::TypeArgs { .. });
+        let opens = t.kind == TokenKind::Punct
+            && matches!(text, "{" | "[" | "(" | "<")
+            && (text != "<" || type_bracket)
+            && !compares;
         if opens {
             let new = self.opened_frame(frame, text);
             self.push_unit(UnitKind::Open(new), text.to_string(), t.span);
@@ -721,7 +815,13 @@ impl<'t> Scanner<'t> {
                 "(" => ")",
                 _ => ">",
             };
-            self.frames.push(FrameState::new(new, close));
+            let step = match self.frames.last().and_then(|f| f.decl) {
+                Some(DeclAt::Step(s)) if new == Frame::Step => Some(s),
+                _ => None,
+            };
+            let mut st = FrameState::new(new, close);
+            st.step = step;
+            self.frames.push(st);
             return;
         }
         if is_key {
@@ -747,10 +847,16 @@ impl<'t> Scanner<'t> {
         let last = units.last().map(|u| u.text.as_str()).unwrap_or("");
         match bracket {
             "(" => {
+                let cond = self.frames.last().is_some_and(|f| f.cond) || frame == Frame::Cond;
+                let call = units
+                    .last()
+                    .is_some_and(|u| u.kind == UnitKind::Word && !CONDITION_WORDS.contains(&last));
                 return match (frame, self.frames.last().is_some_and(|f| f.in_type)) {
                     (_, true) | (Frame::TypeItem, _) => Frame::TypeArgs {
                         string: last == "string",
                     },
+                    (Frame::Output, false) if call => Frame::MappingArgs,
+                    _ if cond => Frame::Cond,
                     (Frame::Output, false) => Frame::MappingArgs,
                     _ => Frame::Other,
                 };
@@ -767,10 +873,12 @@ impl<'t> Scanner<'t> {
         }
         match frame {
             Frame::Top if head == "action" => Frame::Action,
-            Frame::Action => match head {
+            Frame::Action | Frame::Step => match head {
                 "request" => Frame::Request,
                 "output" => Frame::Output,
                 "on" | "fallback" => Frame::Outcome,
+                "step" if frame == Frame::Action => Frame::Step,
+                _ if frame == Frame::Step => Frame::Other,
                 "cache" => Frame::Cache,
                 "messages" => Frame::Messages,
                 "test" => Frame::Test,
@@ -833,7 +941,7 @@ impl<'t> Scanner<'t> {
     /// Classifies one token by the statement it stands in.
     fn classify(&mut self, t: Token, frame: Frame, n: usize) {
         let text = t.text(self.text);
-        let (head, u1, last) = {
+        let (head, u1, last, u1_word) = {
             let units = self
                 .frames
                 .last()
@@ -843,10 +951,14 @@ impl<'t> Scanner<'t> {
                 units.first().map(|u| u.text.clone()).unwrap_or_default(),
                 units.get(1).map(|u| u.text.clone()).unwrap_or_default(),
                 units.last().map(|u| u.text.clone()).unwrap_or_default(),
+                units.get(1).is_some_and(|u| u.kind == UnitKind::Word),
             )
         };
         let word = t.kind == TokenKind::Word;
         let is_str = t.kind == TokenKind::Str;
+        let in_type = self.frames.last().is_some_and(|f| f.in_type);
+        let in_cond =
+            !in_type && self.frames.last().is_some_and(|f| f.cond) || frame == Frame::Cond;
         // Generic marks first; specific ones below replace them.
         let generic = match t.kind {
             TokenKind::Str => Some(Kind::Str),
@@ -854,9 +966,10 @@ impl<'t> Scanner<'t> {
             TokenKind::Path => Some(Kind::Path),
             TokenKind::Word if matches!(text, "true" | "false" | "null") => Some(Kind::Constant),
             TokenKind::Punct if matches!(text, "=" | "??" | "?") => Some(Kind::Operator),
+            TokenKind::Punct if in_cond && matches!(text, "<" | ">") => Some(Kind::Operator),
+            TokenKind::Op => Some(Kind::Operator),
             _ => None,
         };
-        let in_type = self.frames.last().is_some_and(|f| f.in_type);
         // Statement heads.
         if n == 0 && word && frame.is_block() {
             if item_keywords(frame).contains(&text) {
@@ -874,17 +987,24 @@ impl<'t> Scanner<'t> {
                     return;
                 }
                 Frame::Outcome => {
-                    self.mark(
-                        t.span,
-                        Kind::Sym {
-                            sym: Sym::Output(text.to_string()),
-                            decl: false,
+                    // In a step's `on` and `fallback`, names are the step's values.
+                    let sym = match self.current_step() {
+                        Some(step) => Sym::StepValue {
+                            step,
+                            name: text.to_string(),
                         },
-                    );
+                        None => Sym::Output(text.to_string()),
+                    };
+                    self.mark(t.span, Kind::Sym { sym, decl: false });
                     return;
                 }
                 _ => {}
             }
+        }
+        // The condition language: `and`, `or`, `not`.
+        if in_cond && word && CONDITION_WORDS.contains(&text) {
+            self.mark(t.span, Kind::Keyword);
+            return;
         }
         // Types: after `:` in a declaration, until `=` or the doc string.
         if in_type || matches!(frame, Frame::TypeItem | Frame::TypeArgs { .. }) {
@@ -926,12 +1046,26 @@ impl<'t> Scanner<'t> {
                 self.declare_action(t);
                 return;
             }
-            Frame::Action => match head.as_str() {
-                "input" if n == 1 && word => {
+            Frame::Action | Frame::Step => match head.as_str() {
+                "input" if n == 1 && word && frame == Frame::Action => {
                     self.declare(t, false);
                     return;
                 }
-                "input" if text == ":" && n == 2 => {
+                "step" if n == 1 && word && frame == Frame::Action => {
+                    self.declare_step(t);
+                    return;
+                }
+                "step" if word && n >= 2 && matches!(text, "deferred" | "within" | "when") => {
+                    self.mark(t.span, Kind::Keyword);
+                    self.start_condition(text);
+                    return;
+                }
+                "say" | "follow_up" if word && text == "when" && n >= 1 => {
+                    self.mark(t.span, Kind::Keyword);
+                    self.start_condition(text);
+                    return;
+                }
+                "input" if text == ":" && n == 2 && frame == Frame::Action => {
                     if let Some(f) = self.frames.last_mut() {
                         f.in_type = true;
                     }
@@ -985,6 +1119,14 @@ impl<'t> Scanner<'t> {
                     }
                     return;
                 }
+                // After `=`: a JSONPath or (with steps) an expression; then `when COND`.
+                if text == "=" {
+                    self.start_condition("=");
+                }
+                if word && text == "when" && last != "=" {
+                    self.mark(t.span, Kind::Keyword);
+                    return;
+                }
                 if word && !matches!(text, "true" | "false" | "null") && last == "=" {
                     self.mark(t.span, Kind::MappingFn);
                     return;
@@ -1001,8 +1143,13 @@ impl<'t> Scanner<'t> {
                     self.mark(t.span, Kind::Keyword);
                     return;
                 }
-                "upstream" if t.kind == TokenKind::Number && n == 1 => {
+                "upstream" if t.kind == TokenKind::Number && (n == 1 || (n == 2 && u1_word)) => {
                     self.mark(t.span, Kind::Status);
+                    return;
+                }
+                // `upstream STEP ...`
+                "upstream" if word && n == 1 => {
+                    self.mark_step_ref(t);
                     return;
                 }
                 "env" | "secret" if word && n == 1 => {
@@ -1020,7 +1167,12 @@ impl<'t> Scanner<'t> {
                         return;
                     }
                 }
-                "expect" if word && n == 2 && u1 == "request" => {
+                // `expect request [STEP] METHOD "PATH"`
+                "expect" if word && n == 2 && u1 == "request" && !is_method(text) => {
+                    self.mark_step_ref(t);
+                    return;
+                }
+                "expect" if word && (n == 2 || n == 3) && u1 == "request" => {
                     self.mark(t.span, Kind::Method);
                     return;
                 }
@@ -1085,6 +1237,17 @@ impl<'t> Scanner<'t> {
 
     fn declare(&mut self, t: Token, output: bool) {
         let name = t.text(self.text).to_string();
+        if output {
+            if let Some(step) = self.current_step_index() {
+                self.declare_step_output(t, step);
+                return;
+            }
+            if self.frames.iter().any(|f| f.frame == Frame::Step) {
+                // A step without a name: its values belong to nothing.
+                self.mark(t.span, Kind::Property);
+                return;
+            }
+        }
         let sym = if output {
             Sym::Output(name.clone())
         } else {
@@ -1118,7 +1281,97 @@ impl<'t> Scanner<'t> {
         list.push(decl);
         let idx = list.len() - 1;
         if let Some(f) = self.frames.last_mut() {
-            f.decl = Some((output, idx));
+            f.decl = Some(if output {
+                DeclAt::Output(idx)
+            } else {
+                DeclAt::Input(idx)
+            });
+        }
+    }
+
+    /// `step NAME`.
+    fn declare_step(&mut self, t: Token) {
+        let name = t.text(self.text).to_string();
+        self.mark(
+            t.span,
+            Kind::Sym {
+                sym: Sym::Step(name.clone()),
+                decl: true,
+            },
+        );
+        let Some(action) = self.cur_action.and_then(|a| self.actions.get_mut(a)) else {
+            return;
+        };
+        let keyword = action.statements.last().map_or(t.span, |s| s.head_span);
+        action.steps.push(StepInfo {
+            decl: Decl {
+                name,
+                name_span: t.span,
+                span: Span::new(keyword.start, t.span.end),
+            },
+            keyword,
+            outputs: Vec::new(),
+        });
+        let idx = action.steps.len() - 1;
+        if let Some(f) = self.frames.last_mut() {
+            f.decl = Some(DeclAt::Step(idx));
+        }
+    }
+
+    /// A field of a step's `output { }`.
+    fn declare_step_output(&mut self, t: Token, step: usize) {
+        let name = t.text(self.text).to_string();
+        let Some(s) = self
+            .cur_action
+            .and_then(|a| self.actions.get_mut(a))
+            .and_then(|a| a.steps.get_mut(step))
+        else {
+            return;
+        };
+        let sym = Sym::StepValue {
+            step: s.decl.name.clone(),
+            name: name.clone(),
+        };
+        s.outputs.push(Decl {
+            name,
+            name_span: t.span,
+            span: t.span,
+        });
+        let idx = s.outputs.len() - 1;
+        self.mark(t.span, Kind::Sym { sym, decl: true });
+        if let Some(f) = self.frames.last_mut() {
+            f.decl = Some(DeclAt::StepOutput(step, idx));
+        }
+    }
+
+    /// The step whose block encloses the current frame (index in the action's steps).
+    fn current_step_index(&self) -> Option<usize> {
+        self.frames
+            .iter()
+            .rev()
+            .find(|f| f.frame == Frame::Step)
+            .and_then(|f| f.step)
+    }
+
+    /// The name of the step whose block encloses the current frame.
+    fn current_step(&self) -> Option<String> {
+        let i = self.current_step_index()?;
+        let a = self.actions.get(self.cur_action?)?;
+        Some(a.steps.get(i)?.decl.name.clone())
+    }
+
+    /// `step.NAME` written as a bare name (`upstream NAME`, `expect request NAME`).
+    fn mark_step_ref(&mut self, t: Token) {
+        let sym = Sym::Step(t.text(self.text).to_string());
+        self.mark(t.span, Kind::Sym { sym, decl: false });
+    }
+
+    /// A condition starts after `when` (or an output's `=`).
+    fn start_condition(&mut self, word: &str) {
+        if matches!(word, "when" | "=") {
+            if let Some(f) = self.frames.last_mut() {
+                f.cond = true;
+            }
         }
     }
 
@@ -1140,10 +1393,16 @@ impl<'t> Scanner<'t> {
                     let lead = inner.len() - inner.trim_start().len();
                     let trimmed = inner.trim();
                     let segs: Vec<&str> = trimmed.split('.').collect();
-                    if segs.len() == 2 && segs.iter().all(|s| is_name(s)) {
+                    let shape = segs.len() == 2 || (segs.len() == 3 && segs[0] == "step");
+                    if shape && segs.iter().all(|s| is_name(s)) {
                         let ns_start = span.start + i + 1 + lead;
                         let ns = Span::new(ns_start, ns_start + segs[0].len());
-                        let member = Span::new(ns.end + 1, ns.end + 1 + segs[1].len());
+                        let mut members = Vec::new();
+                        let mut at = ns.end;
+                        for seg in &segs[1..] {
+                            members.push(Span::new(at + 1, at + 1 + seg.len()));
+                            at += 1 + seg.len();
+                        }
                         self.mark(
                             Span::new(span.start + text_start, span.start + i),
                             Kind::Str,
@@ -1152,7 +1411,7 @@ impl<'t> Scanner<'t> {
                             Span::new(span.start + i, span.start + i + 1),
                             Kind::Operator,
                         );
-                        self.ref_marks(ns, Some(member));
+                        self.ref_marks(ns, &members);
                         self.mark(
                             Span::new(span.start + close, span.start + close + 1),
                             Kind::Operator,
@@ -1166,6 +1425,13 @@ impl<'t> Scanner<'t> {
         }
         self.mark(Span::new(span.start + text_start, span.end), Kind::Str);
     }
+}
+
+/// Whether `s` is an HTTP method of the language (`GET`, ...).
+pub fn is_method(s: &str) -> bool {
+    mca_compiler::ir::Method::ALL
+        .iter()
+        .any(|m| m.as_str() == s)
 }
 
 /// Whether `s` is a name (`[A-Za-z_][A-Za-z0-9_]*`).
@@ -1233,6 +1499,14 @@ pub fn decl_parts(text: &str, tokens: &[Token], decl: &Decl) -> DeclParts {
                 phase = 3;
             }
             1 => grow(&mut parts.ty),
+            // An output's `when CONDITION` is not part of its mapping.
+            2 if depth == 0
+                && t.kind == TokenKind::Word
+                && s == "when"
+                && parts.value.is_some() =>
+            {
+                phase = 3
+            }
             2 => {
                 grow(&mut parts.value);
                 // An input's default is one value; an output's mapping runs to the end.
@@ -1317,11 +1591,28 @@ mod tests {
 
         fn expr(&mut self, e: &ast::Expr) {
             if let ast::Expr::Ref(r) = e {
-                if let (Some(ns), Some(m)) = (r.segments.first(), r.segments.get(1)) {
-                    if NAMESPACES.contains(&ns.name.as_str()) {
-                        self.add(m.span, format!("{}.{}", ns.name, m.name));
-                    }
+                self.reference(r);
+            }
+        }
+
+        fn reference(&mut self, r: &ast::RefExpr) {
+            if let (Some(ns), Some(m)) = (r.segments.first(), r.segments.get(1)) {
+                if NAMESPACES.contains(&ns.name.as_str()) {
+                    self.add(m.span, format!("{}.{}", ns.name, m.name));
                 }
+                if let (Some(v), "step") = (r.segments.get(2), ns.name.as_str()) {
+                    self.add(v.span, format!("step.{}.{}", m.name, v.name));
+                }
+            }
+        }
+
+        fn cond(&mut self, c: &ast::Cond) {
+            c.refs().into_iter().for_each(|r| self.reference(r));
+        }
+
+        fn when(&mut self, w: &Option<ast::When>) {
+            if let Some(w) = w {
+                self.cond(&w.cond);
             }
         }
 
@@ -1355,89 +1646,118 @@ mod tests {
             for a in &f.actions {
                 self.add(a.name.span, format!("action {}", a.name.name));
                 for item in &a.items {
-                    match item {
-                        ast::Item::Input(i) => {
-                            self.add(i.name.span, format!("input {}", i.name.name));
-                            if let Some(v) = &i.default {
-                                self.value(v);
-                            }
-                        }
-                        ast::Item::Outputs(o) => {
-                            for f in &o.fields {
-                                self.add(f.name.span, format!("output {}", f.name.name));
-                                if let Some(v) = &f.mapping.default {
-                                    self.value(v);
-                                }
-                            }
-                        }
-                        ast::Item::Request(r) => {
-                            for ri in &r.items {
-                                match ri {
-                                    ast::RequestItem::Query(p) | ast::RequestItem::Header(p) => {
-                                        self.expr(&p.value)
-                                    }
-                                    ast::RequestItem::Auth(a) => match &a.kind {
-                                        ast::AuthKind::Bearer(e)
-                                        | ast::AuthKind::Header(_, e)
-                                        | ast::AuthKind::Query(_, e) => self.expr(e),
-                                        ast::AuthKind::Basic(u, p) => {
-                                            self.expr(u);
-                                            self.expr(p);
-                                        }
-                                        ast::AuthKind::OAuth2(items) => {
-                                            items.iter().for_each(|(_, e)| self.expr(e))
-                                        }
-                                    },
-                                    ast::RequestItem::Body(v, _) | ast::RequestItem::Form(v, _) => {
-                                        self.value(v)
-                                    }
-                                    ast::RequestItem::IdempotencyKey(e, _) => self.expr(e),
-                                    _ => {}
-                                }
-                            }
-                        }
-                        ast::Item::OnStatus(ast::OnStatus { items, .. })
-                        | ast::Item::Fallback(ast::Fallback { items, .. }) => {
-                            for i in items {
-                                if let ast::OutcomeItem::Assign(a) = i {
-                                    self.add(a.name.span, format!("output.{}", a.name.name));
-                                    self.value(&a.value);
-                                }
-                            }
-                        }
-                        ast::Item::Cache(c) => {
-                            for i in &c.items {
-                                if let ast::CacheItem::Key(es, _) = i {
-                                    es.iter().for_each(|e| self.expr(e));
-                                }
-                            }
-                        }
-                        ast::Item::Invalidates(i) => {
-                            for t in &i.targets {
-                                self.add(t.span, format!("action.{}", t.name));
-                            }
-                        }
-                        ast::Item::Test(t) => {
-                            for ti in &t.items {
-                                match ti {
-                                    ast::TestItem::Input(v, _) => self.keys(v, "input"),
-                                    ast::TestItem::ExpectOutputs(v, _)
-                                    | ast::TestItem::ExpectFallback(Some(v), _) => {
-                                        self.keys(v, "output")
-                                    }
-                                    ast::TestItem::Env(n, _, _) => {
-                                        self.add(n.span, format!("env.{}", n.name))
-                                    }
-                                    ast::TestItem::Secret(n, _, _) => {
-                                        self.add(n.span, format!("secret.{}", n.name))
-                                    }
-                                    _ => {}
-                                }
-                            }
-                        }
-                        _ => {}
+                    self.item(item, None);
+                }
+            }
+        }
+
+        /// An item of an action, or of step `step`.
+        fn item(&mut self, item: &ast::Item, step: Option<&str>) {
+            match item {
+                ast::Item::Step(s) => {
+                    self.add(s.name.span, format!("step {}", s.name.name));
+                    self.when(&s.when);
+                    for i in &s.items {
+                        self.item(i, Some(&s.name.name));
                     }
                 }
+                ast::Item::Say(s) => self.when(&s.when),
+                ast::Item::FollowUp(f) => self.when(&f.when),
+                ast::Item::Input(i) => {
+                    self.add(i.name.span, format!("input {}", i.name.name));
+                    if let Some(v) = &i.default {
+                        self.value(v);
+                    }
+                }
+                ast::Item::Outputs(o) => {
+                    for f in &o.fields {
+                        match step {
+                            Some(s) => {
+                                self.add(f.name.span, format!("stepvalue {s}.{}", f.name.name))
+                            }
+                            None => self.add(f.name.span, format!("output {}", f.name.name)),
+                        }
+                        if let ast::Source::Expr(c) = &f.mapping.source {
+                            self.cond(c);
+                        }
+                        if let Some(v) = &f.mapping.default {
+                            self.value(v);
+                        }
+                        self.when(&f.when);
+                    }
+                }
+                ast::Item::Request(r) => {
+                    for ri in &r.items {
+                        match ri {
+                            ast::RequestItem::Query(p) | ast::RequestItem::Header(p) => {
+                                self.expr(&p.value)
+                            }
+                            ast::RequestItem::Auth(a) => match &a.kind {
+                                ast::AuthKind::Bearer(e)
+                                | ast::AuthKind::Header(_, e)
+                                | ast::AuthKind::Query(_, e) => self.expr(e),
+                                ast::AuthKind::Basic(u, p) => {
+                                    self.expr(u);
+                                    self.expr(p);
+                                }
+                                ast::AuthKind::OAuth2(items) => {
+                                    items.iter().for_each(|(_, e)| self.expr(e))
+                                }
+                            },
+                            ast::RequestItem::Body(v, _) | ast::RequestItem::Form(v, _) => {
+                                self.value(v)
+                            }
+                            ast::RequestItem::IdempotencyKey(e, _) => self.expr(e),
+                            _ => {}
+                        }
+                    }
+                }
+                ast::Item::OnStatus(ast::OnStatus { items, .. })
+                | ast::Item::Fallback(ast::Fallback { items, .. }) => {
+                    for i in items {
+                        if let ast::OutcomeItem::Assign(a) = i {
+                            let what = match step {
+                                Some(s) => format!("step.{s}.{}", a.name.name),
+                                None => format!("output.{}", a.name.name),
+                            };
+                            self.add(a.name.span, what);
+                            self.value(&a.value);
+                        }
+                    }
+                }
+                ast::Item::Cache(c) => {
+                    for i in &c.items {
+                        if let ast::CacheItem::Key(es, _) = i {
+                            es.iter().for_each(|e| self.expr(e));
+                        }
+                    }
+                }
+                ast::Item::Invalidates(i) => {
+                    for t in &i.targets {
+                        self.add(t.span, format!("action.{}", t.name));
+                    }
+                }
+                ast::Item::Test(t) => {
+                    for ti in &t.items {
+                        match ti {
+                            ast::TestItem::Input(v, _) => self.keys(v, "input"),
+                            ast::TestItem::ExpectOutputs(v, _)
+                            | ast::TestItem::ExpectFallback(Some(v), _) => self.keys(v, "output"),
+                            ast::TestItem::Env(n, _, _) => {
+                                self.add(n.span, format!("env.{}", n.name))
+                            }
+                            ast::TestItem::Secret(n, _, _) => {
+                                self.add(n.span, format!("secret.{}", n.name))
+                            }
+                            ast::TestItem::Upstream(Some(s), _, _)
+                            | ast::TestItem::ExpectRequest { step: Some(s), .. } => {
+                                self.add(s.span, format!("step.{}", s.name))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -1468,6 +1788,10 @@ mod tests {
                     (Sym::Env(n), _) => format!("env.{n}"),
                     (Sym::Secret(n), _) => format!("secret.{n}"),
                     (Sym::Call(n), _) => format!("call.{n}"),
+                    (Sym::Step(n), true) => format!("step {n}"),
+                    (Sym::Step(n), false) => format!("step.{n}"),
+                    (Sym::StepValue { step, name }, true) => format!("stepvalue {step}.{name}"),
+                    (Sym::StepValue { step, name }, false) => format!("step.{step}.{name}"),
                 };
                 facts.insert((m.span.start, m.span.end, what));
             }
@@ -1533,6 +1857,35 @@ mod tests {
                     let parts = decl_parts(&text, &a.tokens, o);
                     assert_eq!(parts.ty, Some(decl.ty.span));
                     assert_eq!(parts.value, Some(decl.mapping.span));
+                }
+                let steps: Vec<&ast::Step> = y
+                    .items
+                    .iter()
+                    .filter_map(|i| match i {
+                        ast::Item::Step(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(x.steps.len(), steps.len(), "{}", path.display());
+                for (xs, ys) in x.steps.iter().zip(&steps) {
+                    assert_eq!(xs.decl.span, ys.span, "{}", path.display());
+                    assert_eq!(xs.keyword, ys.keyword, "{}", path.display());
+                    let fields: Vec<&ast::OutputField> = ys
+                        .items
+                        .iter()
+                        .filter_map(|i| match i {
+                            ast::Item::Outputs(o) => Some(o.fields.iter()),
+                            _ => None,
+                        })
+                        .flatten()
+                        .collect();
+                    assert_eq!(xs.outputs.len(), fields.len(), "{}", path.display());
+                    for (o, f) in xs.outputs.iter().zip(fields) {
+                        assert_eq!(o.span, f.span, "{}: {}", path.display(), o.name);
+                        let parts = decl_parts(&text, &a.tokens, o);
+                        assert_eq!(parts.ty, Some(f.ty.span));
+                        assert_eq!(parts.value, Some(f.mapping.span));
+                    }
                 }
                 let items: Vec<ast::Span> = y.items.iter().map(|i| i.span()).collect();
                 let stmts: Vec<ast::Span> = x.statements.iter().map(|s| s.span).collect();

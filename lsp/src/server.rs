@@ -866,6 +866,7 @@ fn completion_item(c: ide::Completion, doc: &Doc) -> lsp::CompletionItem {
         K::Method => lsp::CompletionItemKind::METHOD,
         K::Function => lsp::CompletionItemKind::FUNCTION,
         K::Action => lsp::CompletionItemKind::FUNCTION,
+        K::Step => lsp::CompletionItemKind::METHOD,
     };
     lsp::CompletionItem {
         label: c.label.clone(),
@@ -893,6 +894,7 @@ fn document_symbol(s: ide::Symbol, doc: &Doc) -> lsp::DocumentSymbol {
         K::Output => lsp::SymbolKind::FIELD,
         K::Block => lsp::SymbolKind::STRUCT,
         K::Request => lsp::SymbolKind::METHOD,
+        K::Step => lsp::SymbolKind::OBJECT,
         K::Test => lsp::SymbolKind::EVENT,
         K::Text => lsp::SymbolKind::STRING,
         K::Other => lsp::SymbolKind::KEY,

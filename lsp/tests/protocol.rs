@@ -247,8 +247,11 @@ fn completion_after_namespaces_keywords_types_methods_and_invalidates() {
             "cache",
             "invalidates",
             "test",
+            "step",
+            "timeout",
+            "follow_up",
         ],
-        &["timeout"],
+        &["retry", "per_try"],
     );
     check(&mut client, "$0", &["action"], &["input"]);
     check(
