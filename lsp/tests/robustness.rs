@@ -116,6 +116,20 @@ fn features_never_panic_on_broken_text() {
         "\u{FEFF}",
         "/*",
         "action a { input x: list<list<",
+        // Half-typed steps, conditions and step-aware tests.
+        "action a { step",
+        "action a { step s deferred within",
+        "action a { step s when step.",
+        "action a { step s when step.t.",
+        "action a { step s when not (step.t.n >= 2 or (input.x <",
+        "action a { step s { output { n: list<int> = $.n } on 404 { n = ",
+        "action a { output { a: bool = (step.x.y > 1) and not",
+        "action a { output { a: int? = step.x.y ?? 0 when input.",
+        "action a { say \"{step.s.\" when output.x != null and",
+        "action a { follow_up when",
+        "action a { timeout 4s test \"t\" { upstream s 200 {} expect request s GET",
+        "action a { step s { request GET \"{step.s.x}\" { body { a: step.s.x } } output { x: int = $.x } } step.s.x.y.",
+        ")>< step when and or not ==",
     ] {
         exercise(s, &mut next);
     }
