@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -313,12 +313,8 @@ async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Reply {
         }
         (&Method::DELETE, ["calls", id]) => {
             // An optional JSON object gives the follow-ups' inputs by name (and `from`).
-            let body = match read_body(
-                req,
-                runtime.config().max_body_bytes,
-                runtime.config().request_read_timeout,
-            )
-            .await
+            let (parts, body) = req.into_parts();
+            let body = match crate::platforms::http::read_body(&runtime, &parts.headers, body).await
             {
                 Ok(b) => b,
                 Err(reply) => return reply,
@@ -392,13 +388,8 @@ async fn call_action(
             )
         }
     };
-    let body = match read_body(
-        req,
-        runtime.config().max_body_bytes,
-        runtime.config().request_read_timeout,
-    )
-    .await
-    {
+    let (parts, body) = req.into_parts();
+    let body = match crate::platforms::http::read_body(&runtime, &parts.headers, body).await {
         Ok(b) => b,
         Err(reply) => return reply,
     };
@@ -408,44 +399,6 @@ async fn call_action(
     };
     let response = runtime.execute_since(name, inputs, call, arrived).await;
     bytes_reply(response.http_status(), response.to_json_bytes())
-}
-
-/// Reads a request body of at most `max` bytes, within the request read timeout.
-async fn read_body(
-    req: Request<Incoming>,
-    max: usize,
-    read_timeout: std::time::Duration,
-) -> Result<Bytes, Reply> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_large = || {
-        error_reply(
-            413,
-            "body_too_large",
-            format!("the body is larger than {max} bytes"),
-        )
-    };
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
-    }
-    let body = Limited::new(req.into_body(), max).collect();
-    match tokio::time::timeout(read_timeout, body).await {
-        Err(_) => Err(error_reply(
-            408,
-            "timeout",
-            "the body did not arrive in time",
-        )),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(_)) => Err(error_reply(
-            400,
-            "invalid_body",
-            "the body could not be read",
-        )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
 }
 
 #[cfg(test)]

@@ -437,19 +437,7 @@ impl Runtime {
                 reason: format!("the project has no action `{}` any more", job.action),
             };
         };
-        let field = |k: &str| job.payload.get(k).cloned().unwrap_or(Value::Null);
-        let call_value = field("call");
-        let call = CallContext {
-            id: call_value
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            from: call_value
-                .get("from")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        };
-        let inputs = field("inputs").as_object().cloned().unwrap_or_default();
+        let (call, inputs) = recorded_call(job);
         match job.kind {
             JobKind::FollowUp => {
                 match self.execute(&job.action, Value::Object(inputs), call).await {
@@ -487,18 +475,7 @@ impl Runtime {
             };
         };
         let field = |k: &str| job.payload.get(k).cloned().unwrap_or(Value::Null);
-        let call_value = field("call");
-        let call = CallContext {
-            id: call_value
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            from: call_value
-                .get("from")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        };
-        let inputs = field("inputs").as_object().cloned().unwrap_or_default();
+        let (call, inputs) = recorded_call(job);
         {
             {
                 let step_name = job.step.as_deref().unwrap_or_default();
@@ -571,6 +548,29 @@ impl Runtime {
             }
         }
     }
+}
+
+/// The call and inputs recorded with a job.
+fn recorded_call(job: &JobRecord) -> (CallContext, Map<String, Value>) {
+    let call = job.payload.get("call");
+    let text = |k: &str| {
+        call.and_then(|c| c.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let inputs = job
+        .payload
+        .get("inputs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    (
+        CallContext {
+            id: text("id"),
+            from: text("from"),
+        },
+        inputs,
+    )
 }
 
 /// Delivers the store's jobs through a runtime (held weakly: the worker never keeps a

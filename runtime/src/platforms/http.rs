@@ -179,7 +179,7 @@ async fn authenticated_body(
 }
 
 /// The body, bounded by `max_body_bytes` (413) and `request_read_timeout` (408).
-async fn read_body(
+pub(crate) async fn read_body(
     runtime: &Runtime,
     headers: &http::HeaderMap,
     body: Incoming,
