@@ -21,6 +21,7 @@ pub struct PathError {
     pub typing: bool,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 pub struct Checked {
     pub singular: bool,
     /// Byte range in the path of the first segment that can select several nodes.
@@ -28,6 +29,68 @@ pub struct Checked {
 }
 
 pub fn check(path: &str) -> Result<Checked, PathError> {
+    match simple(path) {
+        Some(checked) => Ok(checked),
+        None => full_check(path),
+    }
+}
+
+/// The paths most outputs use (`$.a.b[0].c`, `$.items[*].id`: `.name`, `.*`, `[index]` and `[*]`
+/// segments, nothing else) checked by one scan, without the RFC 9535 parser. `None` for anything
+/// else, including every path with an error: [`full_check`] decides those, with the same result
+/// for the paths accepted here (a test compares both).
+fn simple(path: &str) -> Option<Checked> {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'$') {
+        return None;
+    }
+    let mut first_plural = None;
+    let mut i = 1;
+    while i < b.len() {
+        let start = i;
+        let plural = match (b[i], b.get(i + 1).copied()) {
+            (b'.', Some(b'*')) => {
+                i += 2;
+                true
+            }
+            (b'.', Some(c)) if c.is_ascii_alphabetic() || c == b'_' => {
+                i += 2;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                false
+            }
+            (b'[', Some(b'*')) if b.get(i + 2) == Some(&b']') => {
+                i += 3;
+                true
+            }
+            (b'[', Some(b'0')) if b.get(i + 2) == Some(&b']') => {
+                i += 3;
+                false
+            }
+            (b'[', Some(b'1'..=b'9')) => {
+                let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                // Up to 15 digits is always within RFC 9535's integer range.
+                if digits > 15 || b.get(i + 1 + digits) != Some(&b']') {
+                    return None;
+                }
+                i += digits + 2;
+                false
+            }
+            _ => return None,
+        };
+        if plural && first_plural.is_none() {
+            first_plural = Some((start, i));
+        }
+    }
+    Some(Checked {
+        singular: first_plural.is_none(),
+        first_plural,
+    })
+}
+
+/// Every path, through jsonpath-rust's RFC 9535 parser.
+fn full_check(path: &str) -> Result<Checked, PathError> {
     let query = jsonpath_rust::parser::parse_json_path(path).map_err(|e| parse_error(path, e))?;
     check_functions_in_query(path, &query)?;
     let spans = segment_spans(path);
@@ -600,6 +663,84 @@ mod tests {
                 typing: false,
             },
             Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_rfc_9535_parser() {
+        let parts = [
+            ".a",
+            ".b1",
+            "._x",
+            ".Z_9",
+            ".*",
+            "[0]",
+            "[7]",
+            "[12]",
+            "[*]",
+            "[01]",
+            "[00]",
+            "[-1]",
+            "[-0]",
+            "..a",
+            "..*",
+            "['a']",
+            "[\"a\"]",
+            "[ 0]",
+            "[0 ]",
+            "[0,1]",
+            "[0:1]",
+            "[?@.a]",
+            ".",
+            "[",
+            "]",
+            "*",
+            ".1",
+            ".é",
+            "é",
+            ".aé",
+            "[999999999999999]",
+            "[1000000000000000]",
+            "[9007199254740991]",
+            "[9007199254740992]",
+            " ",
+            ".true",
+            ".a b",
+            "$",
+            "@",
+            ".a-b",
+            "[*",
+            "[1",
+            ".\t",
+        ];
+        let mut paths = vec!["$".to_string(), String::new(), "a".into(), "$$".into()];
+        for a in parts {
+            paths.push(format!("${a}"));
+            for b in parts {
+                paths.push(format!("${a}{b}"));
+                for c in parts {
+                    paths.push(format!("${a}{b}{c}"));
+                }
+            }
+        }
+        let mut fast = 0;
+        for p in &paths {
+            if let Some(c) = simple(p) {
+                fast += 1;
+                assert_eq!(full_check(p), Ok(c), "{p}");
+            }
+        }
+        // The common shapes take the fast path.
+        assert!(fast > 1_000, "{fast}");
+        for p in [
+            "$",
+            "$.data[0].name",
+            "$.items[*].id",
+            "$.a.*",
+            "$[3]",
+            "$._x1[10].y",
+        ] {
+            assert!(simple(p).is_some(), "{p}");
         }
     }
 
