@@ -30,74 +30,82 @@ pub fn parse(file: FileId, lit: &StrLit) -> Result<Vec<TPart>, Box<Diagnostic>> 
 fn scan(file: FileId, lit: &StrLit, holes: bool) -> Result<Vec<TPart>, Box<Diagnostic>> {
     let base = lit.content_start();
     let raw = lit.raw.as_str();
+    let bytes = raw.as_bytes();
     let mut parts = Vec::new();
     let mut text = String::new();
-    let mut chars = raw.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' => {
-                let Some((j, e)) = chars.next() else {
-                    return Err(bad_escape(file, raw, base, base + i, base + i + 1));
-                };
-                match e {
-                    '"' | '\\' | '/' | '{' | '}' => text.push(e),
-                    'n' => text.push('\n'),
-                    'r' => text.push('\r'),
-                    't' => text.push('\t'),
-                    'b' => text.push('\u{8}'),
-                    'f' => text.push('\u{c}'),
-                    'u' => {
-                        let hex: String = raw.get(j + 1..j + 5).unwrap_or("").to_string();
-                        let code = (hex.len() == 4)
-                            .then(|| u32::from_str_radix(&hex, 16).ok())
-                            .flatten()
-                            .and_then(char::from_u32);
-                        match code {
-                            Some(ch) => {
-                                text.push(ch);
-                                for _ in 0..4 {
-                                    chars.next();
-                                }
-                            }
-                            None => {
-                                return Err(bad_escape(
-                                    file,
-                                    raw,
-                                    base,
-                                    base + i,
-                                    base + j + 1 + hex.len(),
-                                ))
-                            }
+    let mut i = 0;
+    while i < raw.len() {
+        // Copy the run of plain text up to the next escape or hole in one go.
+        let run = bytes[i..]
+            .iter()
+            .position(|&b| b == b'\\' || (holes && b == b'{'))
+            .unwrap_or(raw.len() - i);
+        text.push_str(&raw[i..i + run]);
+        i += run;
+        if i == raw.len() {
+            break;
+        }
+        if bytes[i] == b'\\' {
+            let j = i + 1;
+            let Some(e) = raw[j..].chars().next() else {
+                return Err(bad_escape(file, raw, base, base + i, base + i + 1));
+            };
+            match e {
+                '"' | '\\' | '/' | '{' | '}' => text.push(e),
+                'n' => text.push('\n'),
+                'r' => text.push('\r'),
+                't' => text.push('\t'),
+                'b' => text.push('\u{8}'),
+                'f' => text.push('\u{c}'),
+                'u' => {
+                    let hex = raw.get(j + 1..j + 5).unwrap_or("");
+                    let code = (hex.len() == 4)
+                        .then(|| u32::from_str_radix(hex, 16).ok())
+                        .flatten()
+                        .and_then(char::from_u32);
+                    match code {
+                        Some(ch) => {
+                            text.push(ch);
+                            // The four hex digits (ASCII, since they parsed).
+                            i = j + 5;
+                            continue;
+                        }
+                        None => {
+                            return Err(bad_escape(
+                                file,
+                                raw,
+                                base,
+                                base + i,
+                                base + j + 1 + hex.len(),
+                            ))
                         }
                     }
-                    _ => {
-                        return Err(bad_escape(
-                            file,
-                            raw,
-                            base,
-                            base + i,
-                            base + j + e.len_utf8(),
-                        ))
-                    }
+                }
+                _ => {
+                    return Err(bad_escape(
+                        file,
+                        raw,
+                        base,
+                        base + i,
+                        base + j + e.len_utf8(),
+                    ))
                 }
             }
-            '{' if holes => {
-                // The hole ends at the first `}`; a `{` before it means this one was not closed.
-                let close = raw[i + 1..].find(['{', '}']).map(|k| i + 1 + k);
-                let Some(close) = close.filter(|&k| raw[k..].starts_with('}')) else {
-                    return Err(unclosed_hole(file, raw, base, i));
-                };
-                let inner = &raw[i + 1..close];
-                let r = parse_ref(file, inner, base + i + 1)?;
-                if !text.is_empty() {
-                    parts.push(TPart::Text(std::mem::take(&mut text)));
-                }
-                parts.push(TPart::Ref(r));
-                while chars.peek().is_some_and(|&(k, _)| k <= close) {
-                    chars.next();
-                }
+            i = j + e.len_utf8();
+        } else {
+            // A `{` in a template: the hole ends at the first `}`; a `{` before it means this one
+            // was not closed.
+            let close = raw[i + 1..].find(['{', '}']).map(|k| i + 1 + k);
+            let Some(close) = close.filter(|&k| raw[k..].starts_with('}')) else {
+                return Err(unclosed_hole(file, raw, base, i));
+            };
+            let inner = &raw[i + 1..close];
+            let r = parse_ref(file, inner, base + i + 1)?;
+            if !text.is_empty() {
+                parts.push(TPart::Text(std::mem::take(&mut text)));
             }
-            c => text.push(c),
+            parts.push(TPart::Ref(r));
+            i = close + 1;
         }
     }
     if !text.is_empty() || parts.is_empty() {
