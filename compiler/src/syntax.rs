@@ -109,8 +109,23 @@ fn split_actions(text: &str) -> Vec<Chunk> {
     let mut deep_at: Option<usize> = None;
     let mut i = 0;
     let mut in_action = false;
+    // Inside an action only these bytes matter (comments, strings, brackets, `action`); the
+    // others are skipped in a tight loop. (`starts.last().1 == deep_at` already holds there.)
+    let matters = |b: u8| {
+        matches!(
+            b,
+            b'/' | b'"' | b'{' | b'[' | b'(' | b'}' | b']' | b')' | b'a'
+        )
+    };
     while i < bytes.len() {
         let b = bytes[i];
+        if in_action && !matters(b) {
+            i += 1;
+            while i < bytes.len() && !matters(bytes[i]) {
+                i += 1;
+            }
+            continue;
+        }
         match b {
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
                 while i < bytes.len() && bytes[i] != b'\n' {
