@@ -61,6 +61,7 @@ pub mod stub;
 pub mod testing;
 
 mod cache;
+mod deadline;
 mod execute;
 mod input;
 mod mapping;
