@@ -40,6 +40,8 @@ pub(super) struct TermTy {
     ty: Option<ir::Ty>,
     /// What to call it in messages: "`input.name` (a string)".
     words: String,
+    /// The text of a string literal (to check it against an enum's values).
+    text: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,6 +298,7 @@ impl Checker<'_> {
                         nullable: false,
                         ty: Some(ir::Ty::Bool),
                         words: "a condition".into(),
+                        text: None,
                     },
                 ))
             }
@@ -331,6 +334,7 @@ impl Checker<'_> {
                         nullable: false,
                         ty: Some(ir::Ty::Bool),
                         words: "a condition".into(),
+                        text: None,
                     },
                 ))
             }
@@ -364,6 +368,7 @@ impl Checker<'_> {
                         nullable: false,
                         ty: Some(ir::Ty::Bool),
                         words: "a comparison".into(),
+                        text: None,
                     },
                 ))
             }
@@ -372,6 +377,7 @@ impl Checker<'_> {
 
     fn operand(&mut self, e: &ast::Expr, place: Place) -> Option<(ir::Term, TermTy)> {
         let lit = |value: Json, kind: Kind, ty: Option<ir::Ty>, words: String| {
+            let text = value.as_str().map(str::to_string);
             Some((
                 ir::Term::Literal { value },
                 TermTy {
@@ -379,6 +385,7 @@ impl Checker<'_> {
                     kind,
                     ty,
                     words,
+                    text,
                 },
             ))
         };
@@ -394,6 +401,7 @@ impl Checker<'_> {
                         nullable: ty.is_optional(),
                         ty: Some(ty),
                         words,
+                        text: None,
                     },
                 ))
             }
@@ -553,17 +561,14 @@ impl Checker<'_> {
         }
         // An enum compared with a literal: the literal must be one of its values.
         for (a, b, bspan) in [(l, r, rspan), (r, l, lspan)] {
-            let (Some(ir::Ty::Enum { values }), None) = (a.ty.as_ref().map(|t| t.base()), &b.ty)
+            let (Some(ir::Ty::Enum { values }), Some(value)) =
+                (a.ty.as_ref().map(|t| t.base()), &b.text)
             else {
                 continue;
             };
-            let Some(text) = b.words.strip_suffix(" (a string)") else {
-                continue;
-            };
-            let value: String = serde_json::from_str(text).unwrap_or_default();
-            if !values.contains(&value) {
+            if !values.contains(value) {
                 let hint =
-                    did_you_mean(&value, values.iter().map(String::as_str)).unwrap_or_else(|| {
+                    did_you_mean(value, values.iter().map(String::as_str)).unwrap_or_else(|| {
                         format!(
                             "the values are {}",
                             values
