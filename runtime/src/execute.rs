@@ -516,6 +516,7 @@ impl Runtime {
             self.metrics.call(&action.name, "error", took);
             let mut e = ErrorBody::new(502, reason.as_str(), message);
             e.reason = Some(reason);
+            e.upstream_status = detail.upstream_status;
             return ActionResponse::Error(e);
         };
         let (output, say) = self.outcome(prep, fallback, inputs, call);

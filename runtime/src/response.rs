@@ -80,6 +80,8 @@ pub struct ErrorBody {
     pub field: Option<String>,
     /// Set when an upstream failure without a fallback produced the error.
     pub reason: Option<Reason>,
+    /// The status of the last upstream response, if one arrived (not sent to callers).
+    pub upstream_status: Option<u16>,
 }
 
 impl ErrorBody {
@@ -90,6 +92,7 @@ impl ErrorBody {
             message: message.into(),
             field: None,
             reason: None,
+            upstream_status: None,
         }
     }
 

@@ -1378,6 +1378,24 @@ async fn a_follow_up_whose_upstream_answers_503_is_run_again_until_it_answers() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_follow_up_the_upstream_refuses_with_404_fails_without_running_again() {
+    let (hook, server, store, _dir) = follow_up_server(vec![Reply::status(404)]).await;
+    let resp = server
+        .client
+        .delete(server.url("/calls/call-25"))
+        .body(json!({"summary": "Short call"}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 204);
+    let job = job_in_state(&store, JobState::Failed).await;
+    assert_eq!(job.attempts, 1);
+    let reason = job.last_error.unwrap_or_default();
+    assert!(reason.contains("404"), "{reason}");
+    assert_eq!(hook.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_follow_up_with_invalid_inputs_fails_without_reaching_the_upstream() {
     let (hook, server, store, _dir) =
         follow_up_server(vec![Reply::json(200, json!({"ok": true}))]).await;

@@ -442,6 +442,18 @@ impl Runtime {
             JobKind::FollowUp => {
                 match self.execute(&job.action, Value::Object(inputs), call).await {
                     ActionResponse::Answer(a) if a.status == Status::Ok => Delivery::Delivered,
+                    // The API refused the request itself: running it again would not help.
+                    ActionResponse::Answer(a) if refused(a.detail.upstream_status) => {
+                        Delivery::Failed {
+                            reason: format!(
+                                "the upstream refused it with {}",
+                                a.detail.upstream_status.unwrap_or_default()
+                            ),
+                        }
+                    }
+                    ActionResponse::Error(e) if refused(e.upstream_status) => {
+                        Delivery::Failed { reason: e.message }
+                    }
                     ActionResponse::Answer(a) => Delivery::Retry {
                         reason: format!(
                             "answered its fallback ({})",
@@ -548,6 +560,12 @@ impl Runtime {
             }
         }
     }
+}
+
+/// A 4xx other than 408, 425 and 429: the API refused the request, a repeat would be refused
+/// too.
+fn refused(status: Option<u16>) -> bool {
+    status.is_some_and(|s| (400..500).contains(&s) && !matches!(s, 408 | 425 | 429))
 }
 
 /// The call and inputs recorded with a job.
