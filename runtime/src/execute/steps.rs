@@ -195,7 +195,7 @@ impl Runtime {
             )
             .await
         };
-        let received = match crate::deadline::timeout_at(step_deadline, exchange).await {
+        let received = match tokio::time::timeout_at(step_deadline, exchange).await {
             Ok(r) => r,
             Err(_) => Err(crate::outbound::Failure::new(
                 Reason::Timeout,
