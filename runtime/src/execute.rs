@@ -18,13 +18,12 @@ use std::time::Duration;
 use mca_compiler::ir::{self, Auth, Body, Outcome, Reason};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use serde_json::{Map, Value};
-use tokio::time::Instant;
+use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
 
 use crate::breaker::Breakers;
 use crate::cache::{Caches, Entry};
 use crate::config::Config;
-use crate::deadline::timeout_at;
 use crate::input;
 use crate::mapping::map_outputs;
 use crate::metrics::Metrics;

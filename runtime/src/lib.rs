@@ -61,7 +61,6 @@ pub mod stub;
 pub mod testing;
 
 mod cache;
-mod deadline;
 mod execute;
 mod input;
 mod mapping;

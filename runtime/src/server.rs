@@ -31,7 +31,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -139,7 +139,7 @@ impl Server {
                             }
                         });
                         let conn = hyper::server::conn::http1::Builder::new()
-                            .timer(crate::deadline::Timer)
+                            .timer(TokioTimer::new())
                             .keep_alive(true)
                             .header_read_timeout(config.request_read_timeout)
                             .serve_connection(TokioIo::new(stream), service);

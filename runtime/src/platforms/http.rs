@@ -201,7 +201,7 @@ pub(crate) async fn read_body(
         return Err(too_large());
     }
     let collected = Limited::new(body, max).collect();
-    match crate::deadline::timeout(config.request_read_timeout, collected).await {
+    match tokio::time::timeout(config.request_read_timeout, collected).await {
         Err(_) => Err(error_reply(
             408,
             "timeout",
