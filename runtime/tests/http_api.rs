@@ -398,6 +398,69 @@ async fn call_headers_fill_call_id_and_from() {
     assert_eq!(req.header("x-call"), Some("call-9"));
 }
 
+/// `request_read_timeout`: headers that never end close the connection, a body that never
+/// ends gets `408`, both in time (and not before).
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_requests_are_cut_at_the_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stub = Stub::start(vec![Reply::json(200, json!({"value": "v"}))])
+        .await
+        .unwrap();
+    let mut config = config(&stub.url());
+    config.request_read_timeout = Duration::from_millis(300);
+    let server = start(project(vec![typed_action()]), config).await;
+    let read_all = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("the server ends the exchange in time")
+            .ok();
+        buf
+    };
+
+    // Headers, then nothing: the connection is closed (twice: the timer serves again after a
+    // request on a kept-alive connection).
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let answer = read_all(s).await;
+    let took = start.elapsed();
+    assert_eq!(
+        answer
+            .windows(15)
+            .filter(|w| w == b"HTTP/1.1 200 OK")
+            .count(),
+        1,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+
+    // A body shorter than announced: 408.
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"POST /actions/typed HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n{\"phone\"")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let took = start.elapsed();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(took >= Duration::from_millis(290), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(stub.requests().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keep_alive_serves_many_requests_on_one_connection() {
     let (_stub, server) = typed_server().await;
