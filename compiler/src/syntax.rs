@@ -1152,14 +1152,8 @@ impl Lower<'_> {
                 TestItem::Secret(name, self.strlit(parts.next()?), span)
             }
             Rule::test_upstream => {
-                let mut step = None;
                 let mut parts = parts.peekable();
-                if parts.peek().is_some_and(|c| c.as_rule() == Rule::step_name) {
-                    step = parts
-                        .next()
-                        .and_then(|c| c.into_inner().next())
-                        .map(|i| self.ident(i));
-                }
+                let step = self.step_name(&mut parts);
                 let up = if keywords.contains(&Rule::kw_timeout) {
                     Upstream::Timeout
                 } else if keywords.contains(&Rule::kw_reset) {
@@ -1191,14 +1185,8 @@ impl Lower<'_> {
                 TestItem::Upstream(step, up, span)
             }
             Rule::expect_request => {
-                let mut step = None;
                 let mut parts = parts.peekable();
-                if parts.peek().is_some_and(|c| c.as_rule() == Rule::step_name) {
-                    step = parts
-                        .next()
-                        .and_then(|c| c.into_inner().next())
-                        .map(|i| self.ident(i));
-                }
+                let step = self.step_name(&mut parts);
                 let method = self.ident(parts.next()?);
                 let path = self.strlit(parts.next()?);
                 let mut headers = Vec::new();
@@ -1230,6 +1218,20 @@ impl Lower<'_> {
             Rule::expect_outputs => TestItem::ExpectOutputs(self.value(parts.next()?), span),
             _ => return None,
         })
+    }
+
+    /// The `STEP` of `upstream STEP ...` and `expect request STEP ...`, if written.
+    fn step_name<'i>(
+        &self,
+        parts: &mut std::iter::Peekable<impl Iterator<Item = P<'i>>>,
+    ) -> Option<Ident> {
+        if parts.peek().is_none_or(|c| c.as_rule() != Rule::step_name) {
+            return None;
+        }
+        parts
+            .next()
+            .and_then(|c| c.into_inner().next())
+            .map(|i| self.ident(i))
     }
 
     fn duration(&mut self, p: P) -> Duration {
