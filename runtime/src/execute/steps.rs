@@ -488,76 +488,67 @@ impl Runtime {
         };
         let field = |k: &str| job.payload.get(k).cloned().unwrap_or(Value::Null);
         let (call, inputs) = recorded_call(job);
-        {
-            {
-                let step_name = job.step.as_deref().unwrap_or_default();
-                let Some(at) = prep.action.steps.iter().position(|s| s.name == step_name) else {
-                    return Delivery::Failed {
-                        reason: format!(
-                            "action `{}` has no step `{step_name}` any more",
-                            job.action
-                        ),
-                    };
-                };
-                let step = &prep.action.steps[at];
-                let output = field("outputs").as_object().cloned().unwrap_or_default();
-                let steps: StepValues = serde_json::from_value(field("steps")).unwrap_or_default();
-                let scope = Scope {
-                    inputs: &inputs,
-                    call: &call,
-                    env: &prep.env,
-                    secrets: &prep.secrets,
-                    outputs: Some(&output),
-                    steps: Some(&steps),
-                };
-                let mut built = match self.build(
-                    &prep,
-                    &step.request,
-                    &prep.steps[at].request,
-                    &scope,
-                    Some(&step.name),
-                ) {
-                    Ok(b) => b,
-                    Err(f) => {
-                        return Delivery::Failed {
-                            reason: self.redact(&f.message),
-                        }
-                    }
-                };
-                // The key recorded with the write, whatever the values say now.
-                if !job.idempotency_key.is_empty() {
-                    if let Ok(v) = reqwest::header::HeaderValue::from_str(&job.idempotency_key) {
-                        built.request.headers_mut().insert("idempotency-key", v);
-                        built.retryable = true;
-                    }
-                }
-                let attempts = AtomicU32::new(0);
-                let deadline = Instant::now() + Duration::from_millis(step.request.timeout_ms);
-                match self
-                    .send(&prep.action.name, &step.request, built, deadline, &attempts)
-                    .await
-                {
-                    Ok(r) if (200..300).contains(&r.status) => Delivery::Delivered,
-                    Ok(r) if matches!(r.status, 408 | 425 | 429) || r.status >= 500 => {
-                        Delivery::Retry {
-                            reason: format!("the upstream answered {}", r.status),
-                            after: r.retry_after,
-                        }
-                    }
-                    Ok(r) => Delivery::Failed {
-                        reason: format!("the upstream refused the write with {}", r.status),
-                    },
-                    Err(f) if matches!(f.reason, Reason::InvalidRequest | Reason::Blocked) => {
-                        Delivery::Failed {
-                            reason: self.redact(&f.message),
-                        }
-                    }
-                    Err(f) => Delivery::Retry {
-                        reason: self.redact(&f.message),
-                        after: None,
-                    },
+        let step_name = job.step.as_deref().unwrap_or_default();
+        let Some(at) = prep.action.steps.iter().position(|s| s.name == step_name) else {
+            return Delivery::Failed {
+                reason: format!("action `{}` has no step `{step_name}` any more", job.action),
+            };
+        };
+        let step = &prep.action.steps[at];
+        let output = field("outputs").as_object().cloned().unwrap_or_default();
+        let steps: StepValues = serde_json::from_value(field("steps")).unwrap_or_default();
+        let scope = Scope {
+            inputs: &inputs,
+            call: &call,
+            env: &prep.env,
+            secrets: &prep.secrets,
+            outputs: Some(&output),
+            steps: Some(&steps),
+        };
+        let mut built = match self.build(
+            &prep,
+            &step.request,
+            &prep.steps[at].request,
+            &scope,
+            Some(&step.name),
+        ) {
+            Ok(b) => b,
+            Err(f) => {
+                return Delivery::Failed {
+                    reason: self.redact(&f.message),
                 }
             }
+        };
+        // The key recorded with the write, whatever the values say now.
+        if !job.idempotency_key.is_empty() {
+            if let Ok(v) = reqwest::header::HeaderValue::from_str(&job.idempotency_key) {
+                built.request.headers_mut().insert("idempotency-key", v);
+                built.retryable = true;
+            }
+        }
+        let attempts = AtomicU32::new(0);
+        let deadline = Instant::now() + Duration::from_millis(step.request.timeout_ms);
+        match self
+            .send(&prep.action.name, &step.request, built, deadline, &attempts)
+            .await
+        {
+            Ok(r) if (200..300).contains(&r.status) => Delivery::Delivered,
+            Ok(r) if matches!(r.status, 408 | 425 | 429) || r.status >= 500 => Delivery::Retry {
+                reason: format!("the upstream answered {}", r.status),
+                after: r.retry_after,
+            },
+            Ok(r) => Delivery::Failed {
+                reason: format!("the upstream refused the write with {}", r.status),
+            },
+            Err(f) if matches!(f.reason, Reason::InvalidRequest | Reason::Blocked) => {
+                Delivery::Failed {
+                    reason: self.redact(&f.message),
+                }
+            }
+            Err(f) => Delivery::Retry {
+                reason: self.redact(&f.message),
+                after: None,
+            },
         }
     }
 }
