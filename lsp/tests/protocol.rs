@@ -633,45 +633,7 @@ fn semantic_tokens_classify_the_text() {
     let mut client = Client::start(None);
     let text = "action a {\n  input x: string \"d\" // c\n  say \"é {input.x}\"\n}\n";
     client.open(URI, text);
-    let r = client
-        .request(
-            "textDocument/semanticTokens/full",
-            json!({ "textDocument": { "uri": URI } }),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let legend: Vec<String> = client.capabilities["semanticTokensProvider"]["legend"]["tokenTypes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let data: Vec<u32> = r["data"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_u64().map(|v| v as u32))
-                .collect()
-        })
-        .unwrap_or_default();
-    let lines: Vec<Vec<u16>> = text.lines().map(|l| l.encode_utf16().collect()).collect();
-    let (mut line, mut col) = (0u32, 0u32);
-    let mut got = Vec::new();
-    for t in data.chunks(5) {
-        if t[0] > 0 {
-            line += t[0];
-            col = t[1];
-        } else {
-            col += t[1];
-        }
-        let units = &lines[line as usize][col as usize..(col + t[2]) as usize];
-        got.push((
-            String::from_utf16_lossy(units),
-            legend[t[3] as usize].clone(),
-            t[4],
-        ));
-    }
+    let got = semantic_tokens(&mut client, URI, text);
     let got: Vec<(&str, &str, u32)> = got
         .iter()
         .map(|(a, b, c)| (a.as_str(), b.as_str(), *c))

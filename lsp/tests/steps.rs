@@ -555,42 +555,11 @@ fn semantic_tokens_colour_steps_condition_keywords_and_operators() {
     let mut client = Client::start(None);
     let text = "action a {\n  step s when not (step.t.n >= 2 or input.x < 3) {\n  }\n  follow_up when input.y == \"a\"\n}\n";
     client.open(URI, text);
-    let r = client
-        .request(
-            "textDocument/semanticTokens/full",
-            json!({ "textDocument": { "uri": URI } }),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let legend: Vec<String> = client.capabilities["semanticTokensProvider"]["legend"]["tokenTypes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let data: Vec<u32> = r["data"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_u64().map(|v| v as u32))
-                .collect()
-        })
-        .unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let (mut line, mut col) = (0u32, 0u32);
-    let mut got = Vec::new();
-    for t in data.chunks(5) {
-        if t[0] > 0 {
-            line += t[0];
-            col = t[1];
-        } else {
-            col += t[1];
-        }
-        let s = &lines[line as usize][col as usize..(col + t[2]) as usize];
-        got.push((s.to_string(), legend[t[3] as usize].clone()));
-    }
-    let got: Vec<(&str, &str)> = got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let got = semantic_tokens(&mut client, URI, text);
+    let got: Vec<(&str, &str)> = got
+        .iter()
+        .map(|(a, b, _)| (a.as_str(), b.as_str()))
+        .collect();
     for want in [
         ("step", "keyword"),
         ("s", "method"),
