@@ -3000,18 +3000,10 @@ impl Checker<'_> {
         let hint = if steps.is_empty() {
             "this action has no steps: write `upstream 200 { ... }` for its request".to_string()
         } else {
-            did_you_mean(&name.name, steps.iter().map(|s| s.name.name.as_str())).unwrap_or_else(
-                || {
-                    format!(
-                        "the steps are {}",
-                        join_and(
-                            &steps
-                                .iter()
-                                .map(|s| format!("`{}`", s.name.name))
-                                .collect::<Vec<_>>()
-                        )
-                    )
-                },
+            name_hint(
+                &name.name,
+                steps.iter().map(|s| s.name.name.as_str()),
+                "steps",
             )
         };
         let d = self

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value as Json;
 
-use super::{ref_text, Checker, Declared, Place};
+use super::{name_hint, ref_text, Checker, Declared, Place};
 use crate::ast::{self, Span};
 use crate::diagnostic::Code;
 use crate::ir;
@@ -175,17 +175,10 @@ impl Checker<'_> {
             let hint = if self.steps.is_empty() {
                 "declare it: `step NAME { request GET \"...\" { } output { ... } }`".to_string()
             } else {
-                did_you_mean(&step.name, self.steps.iter().map(|s| s.name.as_str())).unwrap_or_else(
-                    || {
-                        format!(
-                            "the steps are {}",
-                            self.steps
-                                .iter()
-                                .map(|s| format!("`{}`", s.name))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    },
+                name_hint(
+                    &step.name,
+                    self.steps.iter().map(|s| s.name.as_str()),
+                    "steps",
                 )
             };
             let d = self
@@ -224,11 +217,7 @@ impl Checker<'_> {
                 None => format!(
                     "step `{}` has {}",
                     step.name,
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    super::join_and(&names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>())
                 ),
             };
             let d = self
