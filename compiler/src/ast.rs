@@ -140,28 +140,8 @@ pub struct FollowUp {
     pub span: Span,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CmpOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
-impl CmpOp {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CmpOp::Eq => "==",
-            CmpOp::Ne => "!=",
-            CmpOp::Lt => "<",
-            CmpOp::Le => "<=",
-            CmpOp::Gt => ">",
-            CmpOp::Ge => ">=",
-        }
-    }
-}
+/// Comparison operators are the IR's own (one enum, one spelling table).
+pub use crate::ir::CmpOp;
 
 /// An expression of the condition language: `or`, `and`, `not`, comparisons, operands.
 #[derive(Debug, Clone, PartialEq)]

@@ -195,6 +195,20 @@ pub enum CmpOp {
     Ge,
 }
 
+impl CmpOp {
+    /// As written in a `.mca` file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
 /// An expression of the condition language, type-checked by the compiler. Evaluation: null
 /// equals only null (so `x != "a"` holds when `x` is null); `<`, `<=`, `>`, `>=` with null are
 /// false; `and`, `or` and `not` treat null as false.

@@ -49,12 +49,12 @@ impl Entry {
         }
     }
 
-    /// The outputs, named (`names`: the action's outputs, in order).
-    pub(crate) fn output(&self, names: &[String]) -> Map<String, Value> {
-        names
+    /// The outputs, named (`outputs`: the action's, in order).
+    pub(crate) fn output(&self, outputs: &[mca_compiler::ir::Output]) -> Map<String, Value> {
+        outputs
             .iter()
             .zip(self.values.iter())
-            .map(|(n, v)| (n.clone(), v.clone()))
+            .map(|(o, v)| (o.name.clone(), v.clone()))
             .collect()
     }
 }

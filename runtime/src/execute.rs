@@ -444,7 +444,7 @@ impl Runtime {
         entry: &Entry,
         detail: Detail,
     ) -> Answer {
-        let mut output = entry.output(&prep.output_names);
+        let mut output = entry.output(&prep.action.outputs);
         let no_secrets = HashMap::new();
         let steps = entry.steps.as_deref();
         if prep.action.request.is_some() {
@@ -594,7 +594,7 @@ impl Runtime {
             outputs: None,
             steps: None,
         };
-        let received = match self.build(prep, req, preq, &scope, None) {
+        let received = match self.build(req, preq, &scope, None) {
             Ok(built) => {
                 self.send(&prep.action.name, req, built, deadline, attempts)
                     .await
@@ -633,13 +633,11 @@ impl Runtime {
     /// body. Applies routes and the scheme/address policy.
     fn build(
         &self,
-        prep: &Prepared,
         req: &ir::Request,
         preq: &crate::prepare::PreparedRequest,
         scope: &Scope<'_>,
         step: Option<&str>,
     ) -> Result<Built, Failure> {
-        let _ = prep;
         let invalid = |e: render::PlaceError| Failure::new(Reason::InvalidRequest, e.0);
 
         let mut query = Vec::new();
@@ -942,9 +940,7 @@ impl Runtime {
                 _ => return Err("the action has no request".into()),
             },
         };
-        let built = self
-            .build(prep, req, preq, &scope, None)
-            .map_err(|f| f.message)?;
+        let built = self.build(req, preq, &scope, None).map_err(|f| f.message)?;
         let r = built.request;
         Ok(crate::hooks::RenderedRequest {
             method: r.method().to_string(),

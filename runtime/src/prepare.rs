@@ -151,8 +151,6 @@ pub(crate) struct Prepared {
     pub secrets: HashMap<String, String>,
     /// The JSONPath outputs of a single-request action.
     pub outputs: Vec<PreparedOutput>,
-    /// The names of all the action's outputs, in order.
-    pub output_names: Vec<String>,
     /// The one request of a single-request action.
     pub main: Option<PreparedRequest>,
     pub steps: Vec<PreparedStep>,
@@ -307,13 +305,11 @@ pub(crate) fn prepare(
             }
         }
 
-        let output_names = action.outputs.iter().map(|o| o.name.clone()).collect();
         prepared.push(Prepared {
             action,
             env,
             secrets,
             outputs,
-            output_names,
             main,
             steps,
         });

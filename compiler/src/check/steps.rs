@@ -338,17 +338,9 @@ impl Checker<'_> {
                 let r = self.term(right, place);
                 let ((lt, lty), (rt, rty)) = (l?, r?);
                 self.comparison(*op, *op_span, (&lty, left.span()), (&rty, right.span()))?;
-                let op = match op {
-                    ast::CmpOp::Eq => ir::CmpOp::Eq,
-                    ast::CmpOp::Ne => ir::CmpOp::Ne,
-                    ast::CmpOp::Lt => ir::CmpOp::Lt,
-                    ast::CmpOp::Le => ir::CmpOp::Le,
-                    ast::CmpOp::Gt => ir::CmpOp::Gt,
-                    ast::CmpOp::Ge => ir::CmpOp::Ge,
-                };
                 Some((
                     ir::Term::Compare {
-                        op,
+                        op: *op,
                         left: Box::new(lt),
                         right: Box::new(rt),
                     },

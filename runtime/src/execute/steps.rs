@@ -179,13 +179,7 @@ impl Runtime {
         let step_deadline =
             (Instant::now() + Duration::from_millis(step.request.timeout_ms)).min(deadline);
         let exchange = async {
-            let built = self.build(
-                prep,
-                &step.request,
-                &pstep.request,
-                &scope,
-                Some(&step.name),
-            )?;
+            let built = self.build(&step.request, &pstep.request, &scope, Some(&step.name))?;
             self.send(
                 &prep.action.name,
                 &step.request,
@@ -506,7 +500,6 @@ impl Runtime {
             steps: Some(&steps),
         };
         let mut built = match self.build(
-            &prep,
             &step.request,
             &prep.steps[at].request,
             &scope,
