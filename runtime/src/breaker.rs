@@ -99,8 +99,9 @@ pub(crate) struct Permit<'a> {
     host: Arc<Mutex<Host>>,
     /// This call is the half-open probe.
     probe: bool,
-    /// An attempt is in flight (reported as a failure if the call is dropped before it ends).
-    pending: bool,
+    /// The deadline of the attempt in flight, if one is: dropped after it, the attempt was cut
+    /// by the deadline (a failure); dropped before it, the caller went away (not counted).
+    pending: Option<Instant>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -156,7 +157,7 @@ impl Breakers {
             key: key.to_string(),
             host,
             probe,
-            pending: false,
+            pending: None,
         })
     }
 
@@ -189,8 +190,9 @@ impl Permit<'_> {
         true
     }
 
-    /// An attempt starts; the call's first one deposits into the host's retry budget.
-    pub(crate) fn begin(&mut self, first: bool) {
+    /// An attempt with this deadline starts; the call's first one deposits into the host's
+    /// retry budget.
+    pub(crate) fn begin(&mut self, first: bool, deadline: Instant) {
         let config = &self.breakers.config;
         if first {
             if let Some(ratio) = config.retry_ratio {
@@ -198,12 +200,12 @@ impl Permit<'_> {
                 h.budget = (h.budget + ratio).min(config.retry_cap.max(config.retry_reserve));
             }
         }
-        self.pending = true;
+        self.pending = Some(deadline);
     }
 
     /// The attempt ended: `failed` for connection errors, timeouts, 429 and 5xx.
     pub(crate) fn end(&mut self, failed: bool) {
-        self.pending = false;
+        self.pending = None;
         let config = &self.breakers.config;
         let mut h = lock(&self.host);
         let before = h.state;
@@ -240,12 +242,16 @@ impl Permit<'_> {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if self.pending {
+        match self.pending {
             // Cut by the deadline: the upstream did not answer in time.
-            self.end(true);
-        } else if self.probe {
-            // The probe never made an attempt (for example its request could not be built):
-            // let the next call probe.
+            Some(deadline) if Instant::now() >= deadline => return self.end(true),
+            // The caller went away first: nothing is known of the host.
+            Some(_) => self.pending = None,
+            None => {}
+        }
+        if self.probe {
+            // The probe never finished an attempt (its request could not be built, or its
+            // caller went away): let the next call probe.
             let mut h = lock(&self.host);
             if h.state == State::HalfOpen {
                 h.state = State::Open {
@@ -268,9 +274,13 @@ mod tests {
         })
     }
 
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
     fn fail_call(b: &Breakers, m: &Metrics) {
         let mut p = b.admit("h", m).expect("admitted");
-        p.begin(true);
+        p.begin(true, later());
         p.end(true);
     }
 
@@ -282,7 +292,7 @@ mod tests {
         fail_call(&b, &m);
         // A success resets the count.
         let mut p = b.admit("h", &m).unwrap();
-        p.begin(true);
+        p.begin(true, later());
         p.end(false);
         drop(p);
         for _ in 0..3 {
@@ -294,7 +304,7 @@ mod tests {
         let mut probe = b.admit("h", &m).expect("probe");
         assert_eq!(b.state("h"), "half_open");
         assert!(b.admit("h", &m).is_none(), "one probe at a time");
-        probe.begin(true);
+        probe.begin(true, later());
         probe.end(false);
         assert_eq!(b.state("h"), "closed");
         assert!(b.admit("h", &m).is_some());
@@ -310,9 +320,40 @@ mod tests {
         assert_eq!(b.state("h"), "open");
         std::thread::sleep(Duration::from_millis(60));
         let mut probe = b.admit("h", &m).unwrap();
-        probe.begin(true);
+        probe.begin(true, Instant::now());
         drop(probe); // cut by its deadline
         assert_eq!(b.state("h"), "open");
+    }
+
+    #[test]
+    fn attempts_abandoned_by_their_caller_before_the_deadline_count_for_nothing() {
+        let m = Metrics::new();
+        let b = breakers(3, 50);
+        // Many callers hang up while their attempts are in flight (a load generator stopping,
+        // a platform giving up on its webhook): the host did nothing wrong.
+        for _ in 0..10 {
+            let mut p = b.admit("h", &m).unwrap();
+            p.begin(true, later());
+            drop(p);
+        }
+        assert_eq!(b.state("h"), "closed");
+        // Nor do they break a run of real failures.
+        fail_call(&b, &m);
+        fail_call(&b, &m);
+        let mut p = b.admit("h", &m).unwrap();
+        p.begin(true, later());
+        drop(p);
+        fail_call(&b, &m);
+        assert_eq!(b.state("h"), "open");
+        // An abandoned probe lets the next call probe.
+        std::thread::sleep(Duration::from_millis(60));
+        let mut probe = b.admit("h", &m).expect("probe");
+        probe.begin(true, later());
+        drop(probe);
+        let mut next = b.admit("h", &m).expect("the next call probes");
+        next.begin(true, later());
+        next.end(false);
+        assert_eq!(b.state("h"), "closed");
     }
 
     #[test]
@@ -327,7 +368,7 @@ mod tests {
                 if n > 0 && !p.allow_retry() {
                     break;
                 }
-                p.begin(n == 0);
+                p.begin(n == 0, later());
                 attempts += 1;
                 p.end(true);
             }

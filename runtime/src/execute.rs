@@ -836,11 +836,11 @@ impl Runtime {
                 token = Some((key, t));
             }
             attempts.fetch_add(1, Ordering::Relaxed);
-            permit.begin(std::mem::take(&mut first));
             let per_try_deadline = match req.per_try_ms {
                 Some(ms) => (Instant::now() + Duration::from_millis(ms)).min(deadline),
                 None => deadline,
             };
+            permit.begin(std::mem::take(&mut first), per_try_deadline);
             let started = Instant::now();
             let result = match timeout_at(
                 per_try_deadline,

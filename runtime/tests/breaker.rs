@@ -182,6 +182,50 @@ async fn while_half_open_only_the_probe_reaches_the_upstream() {
     assert_eq!(stub.request_count(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_hanging_up_mid_request_do_not_open_the_circuit_of_a_healthy_upstream() {
+    // A slow but healthy upstream; every caller gives up before it answers (the platform hung
+    // up, or a load generator stopped), which drops the calls with their attempts in flight.
+    let stub = Stub::start(vec![ok().delayed(Duration::from_millis(800))])
+        .await
+        .unwrap();
+    let breaker = BreakerConfig {
+        failure_threshold: 2,
+        open_for: Duration::from_secs(30),
+        ..BreakerConfig::default()
+    };
+    let server = start(
+        project(vec![with_timeout(action("a"), 3000)]),
+        breaker_config(&stub.url(), breaker),
+    )
+    .await;
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    for i in 0..6 {
+        let gave_up = impatient
+            .post(server.url("/actions/a"))
+            .header("content-type", "application/json")
+            .body(json!({"id": i.to_string()}).to_string())
+            .send()
+            .await;
+        assert!(gave_up.is_err(), "the caller was meant to give up first");
+    }
+    // The server notices the hang-ups and drops the calls.
+    let t = Instant::now();
+    while stub.in_flight() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "calls still in flight");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stub.request_count(), 6);
+    assert_eq!(server.runtime.breaker_state(&host(&stub)), "closed");
+    stub.set_replies(vec![ok()]);
+    let (_, body) = call(&server, "a", json!({"id": "1"}), None).await;
+    assert_eq!(body["status"], "ok", "{body}");
+}
+
 /// Attempts per call against an upstream that always fails, every call asking for 3 retries.
 async fn attempts_per_call(breaker: BreakerConfig, calls: usize) -> f64 {
     let stub = Stub::start(vec![Reply::status(503)]).await.unwrap();
