@@ -25,7 +25,6 @@ use crate::breaker::Breakers;
 use crate::cache::{Caches, Entry};
 use crate::config::Config;
 use crate::input;
-use crate::mapping::map_outputs;
 use crate::metrics::Metrics;
 use crate::oauth::{TokenCache, TokenKey};
 use crate::outbound::{Failure, Outbound, Received};
@@ -615,16 +614,14 @@ impl Runtime {
             let message = format!("the upstream answered {status}");
             return Err(miss(failed(Reason::UpstreamStatus, message), Some(status)));
         };
-        let json = if body.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            serde_json::from_slice(&body).map_err(|e| {
-                let message =
-                    format!("the upstream answered {status} with a body that is not JSON: {e}");
-                miss(failed(Reason::InvalidResponse, message), Some(status))
-            })?
-        };
-        let output = map_outputs(&prep.outputs, &json)
+        let json = prep.mapping.parse(&body).map_err(|e| {
+            let message =
+                format!("the upstream answered {status} with a body that is not JSON: {e}");
+            miss(failed(Reason::InvalidResponse, message), Some(status))
+        })?;
+        let output = prep
+            .mapping
+            .map(&json)
             .map_err(|message| miss(failed(Reason::Mapping, message), Some(status)))?;
         Ok(Entry::new(output, Some(status)))
     }

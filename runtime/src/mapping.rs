@@ -10,13 +10,344 @@
 //! A null result takes the `?? default` if there is one. Every value is then checked against
 //! the output's declared type, so a required output that matches nothing, or a value of the
 //! wrong type, fails the mapping (reason `mapping`).
+//!
+//! The body is parsed into only what the outputs' paths read ([`Need`], derived from the paths
+//! at start-up), the way a typed struct is deserialized: the rest is checked for JSON syntax
+//! but never allocated.
 
-use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
+use std::fmt;
+
+use jsonpath_rust::parser::model::{
+    Comparable, Comparison, Filter, FilterAtom, JpQuery, Segment, Selector, SingularQuery,
+    SingularQuerySegment, Test,
+};
 use jsonpath_rust::query::js_path_process;
 use mca_compiler::ir::MappingKind;
-use serde_json::{Map, Value};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Number, Value};
 
 use crate::prepare::PreparedOutput;
+
+/// The outputs of one response (a single-request action's, or a step's), and what of the body
+/// they read.
+pub(crate) struct Mapping {
+    pub outputs: Vec<PreparedOutput>,
+    reads: Need,
+}
+
+impl Mapping {
+    pub(crate) fn new(outputs: Vec<PreparedOutput>) -> Mapping {
+        let mut reads = Need::default();
+        for o in &outputs {
+            reads.merge(&o.reads);
+        }
+        reads.finish();
+        Mapping { outputs, reads }
+    }
+
+    /// Parses a response body (blank: null) into what the outputs read.
+    pub(crate) fn parse(&self, body: &[u8]) -> serde_json::Result<Value> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let value = Pruned(&self.reads).deserialize(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+
+    /// The outputs of a parsed body.
+    pub(crate) fn map(&self, body: &Value) -> Result<Map<String, Value>, String> {
+        map_outputs(&self.outputs, body)
+    }
+}
+
+/// What a path (or several) reads of a JSON value.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Need {
+    /// The whole value.
+    all: bool,
+    /// Members of an object, by name.
+    members: Vec<(String, Need)>,
+    /// Every element of an array.
+    items: Option<Box<Need>>,
+    /// Every member of an object (after [`Need::finish`], merged into `members` too).
+    values: Option<Box<Need>>,
+}
+
+impl Need {
+    /// What an output's path reads: the whole of every selected node for `path` and `first`,
+    /// only their presence for `exists` and `count`.
+    pub(crate) fn of_path(query: &JpQuery, kind: MappingKind) -> Need {
+        let mut need = Need::default();
+        // A filter that reads the root (`$.limit`) may read anything.
+        if query.to_string()[1..].contains('$') {
+            need.all = true;
+            return need;
+        }
+        let whole = matches!(kind, MappingKind::Path | MappingKind::First);
+        need.mark(&query.segments, whole);
+        need
+    }
+
+    fn member(&mut self, name: &str) -> &mut Need {
+        let at = match self.members.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                self.members.push((name.to_string(), Need::default()));
+                self.members.len() - 1
+            }
+        };
+        &mut self.members[at].1
+    }
+
+    fn items(&mut self) -> &mut Need {
+        self.items.get_or_insert_with(Box::default)
+    }
+
+    fn values(&mut self) -> &mut Need {
+        self.values.get_or_insert_with(Box::default)
+    }
+
+    /// Marks what `segments`, applied to this value, read; `whole`: the selected nodes whole.
+    fn mark(&mut self, segments: &[Segment], whole: bool) {
+        let Some((first, rest)) = segments.split_first() else {
+            self.all |= whole;
+            return;
+        };
+        match first {
+            Segment::Selector(s) => self.mark_selector(s, rest, whole),
+            Segment::Selectors(list) => {
+                for s in list {
+                    self.mark_selector(s, rest, whole);
+                }
+            }
+            // Descendants: every node below.
+            Segment::Descendant(_) => self.all = true,
+        }
+    }
+
+    fn mark_selector(&mut self, selector: &Selector, rest: &[Segment], whole: bool) {
+        match selector {
+            Selector::Name(name) => self.member(name).mark(rest, whole),
+            Selector::Index(_) | Selector::Slice(..) => self.items().mark(rest, whole),
+            Selector::Wildcard => {
+                self.items().mark(rest, whole);
+                self.values().mark(rest, whole);
+            }
+            Selector::Filter(filter) => {
+                let mut child = Need::default();
+                if !child.mark_filter(filter) {
+                    self.all = true;
+                    return;
+                }
+                child.mark(rest, whole);
+                self.items().merge(&child);
+                self.values().merge(&child);
+            }
+        }
+    }
+
+    /// Marks what a filter reads of the node it tests; `false` when it is not understood here
+    /// (functions), and the filtered value must be kept whole.
+    fn mark_filter(&mut self, filter: &Filter) -> bool {
+        match filter {
+            Filter::Or(list) | Filter::And(list) => list.iter().all(|f| self.mark_filter(f)),
+            Filter::Atom(FilterAtom::Filter { expr, .. }) => self.mark_filter(expr),
+            Filter::Atom(FilterAtom::Test { expr, .. }) => match &**expr {
+                Test::RelQuery(segments) => {
+                    self.mark(segments, true);
+                    true
+                }
+                Test::AbsQuery(_) | Test::Function(_) => false,
+            },
+            Filter::Atom(FilterAtom::Comparison(c)) => {
+                let (left, right) = match &**c {
+                    Comparison::Eq(l, r)
+                    | Comparison::Ne(l, r)
+                    | Comparison::Gt(l, r)
+                    | Comparison::Gte(l, r)
+                    | Comparison::Lt(l, r)
+                    | Comparison::Lte(l, r) => (l, r),
+                };
+                [left, right].into_iter().all(|side| match side {
+                    Comparable::Literal(_) => true,
+                    Comparable::SingularQuery(SingularQuery::Current(segments)) => {
+                        let mut at = &mut *self;
+                        for s in segments {
+                            at = match s {
+                                SingularQuerySegment::Name(n) => at.member(n),
+                                SingularQuerySegment::Index(_) => at.items(),
+                            };
+                        }
+                        at.all = true;
+                        true
+                    }
+                    Comparable::SingularQuery(SingularQuery::Root(_)) | Comparable::Function(_) => {
+                        false
+                    }
+                })
+            }
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: &Need) {
+        self.all |= other.all;
+        for (name, need) in &other.members {
+            self.member(name).merge(need);
+        }
+        if let Some(items) = &other.items {
+            self.items().merge(items);
+        }
+        if let Some(values) = &other.values {
+            self.values().merge(values);
+        }
+    }
+
+    /// Prepares for parsing: a member named and reached by a wildcard reads both; nothing more
+    /// is needed below a whole value.
+    fn finish(&mut self) {
+        if self.all {
+            *self = Need {
+                all: true,
+                ..Need::default()
+            };
+            return;
+        }
+        if let Some(values) = &mut self.values {
+            values.finish();
+            for (_, need) in &mut self.members {
+                need.merge(values);
+            }
+        }
+        for (_, need) in &mut self.members {
+            need.finish();
+        }
+        if let Some(items) = &mut self.items {
+            items.finish();
+        }
+    }
+}
+
+/// Deserializes a JSON value into what a [`Need`] reads of it.
+struct Pruned<'n>(&'n Need);
+
+impl<'de> DeserializeSeed<'de> for Pruned<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        if self.0.all {
+            Value::deserialize(d)
+        } else {
+            d.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Pruned<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        self.deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        match &self.0.items {
+            Some(need) => {
+                while let Some(item) = seq.next_element_seed(Pruned(need))? {
+                    items.push(item);
+                }
+            }
+            // Nothing reads the elements.
+            None => while seq.next_element::<IgnoredAny>()?.is_some() {},
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = Map::new();
+        while let Some(read) = map.next_key_seed(Member(self.0))? {
+            match read {
+                Some((name, need)) => {
+                    let value = map.next_value_seed(Pruned(need))?;
+                    members.insert(name, value);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(members))
+    }
+}
+
+/// An object member's name, and what is read of its value (`None`: nothing, skip it).
+struct Member<'n>(&'n Need);
+
+impl<'de, 'n> DeserializeSeed<'de> for Member<'n> {
+    type Value = Option<(String, &'n Need)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, 'n> Visitor<'de> for Member<'n> {
+    type Value = Option<(String, &'n Need)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
+        let need = self
+            .0
+            .members
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, need)| need)
+            .or(self.0.values.as_deref());
+        Ok(need.map(|need| (name.to_owned(), need)))
+    }
+}
 
 /// How a parsed JSONPath is evaluated. Its leading name, index and wildcard selectors walk the
 /// body directly (no allocation for a singular path); from the first other segment on
@@ -138,10 +469,7 @@ fn child<'a>(node: &'a Value, step: &Step) -> Option<&'a Value> {
     }
 }
 
-pub(crate) fn map_outputs(
-    outputs: &[PreparedOutput],
-    body: &Value,
-) -> Result<Map<String, Value>, String> {
+fn map_outputs(outputs: &[PreparedOutput], body: &Value) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     for o in outputs {
         let nodes = o
@@ -196,15 +524,15 @@ mod tests {
             ty,
             kind,
             plan: Plan::new(&parse_json_path(path).unwrap()),
+            reads: Need::of_path(&parse_json_path(path).unwrap(), kind),
             singular,
             default: None,
         }
     }
 
-    /// The plan selects exactly what jsonpath-rust selects on the whole path.
-    #[test]
-    fn plans_select_what_the_whole_path_selects() {
-        let body = json!({
+    /// A body with every shape the paths below meet.
+    fn body() -> Value {
+        json!({
             "data": [
                 {"id": "a", "n": 1, "tags": ["x", "y"], "o": {"k": 1, "j": 2},
                  "tickets": [{"status": "open"}, {"status": "closed"}, {"status": "open"}]},
@@ -212,42 +540,190 @@ mod tests {
                 {"id": "c", "n": 3, "tags": ["z"], "tickets": [{"status": "open"}]}
             ],
             "limit": 3, "m": {"a": {"v": 1}, "b": {"v": 2}}, "s": "text"
-        });
-        for path in [
-            "$",
-            "$.data",
-            "$.data[0].id",
-            "$.data[-1].id",
-            "$.data[-3].id",
-            "$.data[-4].id",
-            "$.data[3].id",
-            "$.data[0].tags[1]",
-            "$.s.x",
-            "$.s[0]",
-            "$.data.id",
-            "$['data'][1]['n']",
-            "$.data[*].id",
-            "$.data[*].tags[*]",
-            "$.m.*.v",
-            "$.*",
-            "$.data[*].o.*",
-            "$.s.*",
-            "$.data[?@.n > 2].id",
-            "$.data[0].tickets[?@.status == 'open']",
-            "$.data[*].tickets[?@.status == 'open']",
-            "$.data[?@.n == $.limit].id",
-            "$.data[0:2].id",
-            "$.data[*].tags[0:1]",
-            "$..id",
-            "$.data[0,2].id",
-            "$.data[?length(@.tags) > 0].id",
-            "$.data[*]['id','n']",
-            "$.m[?@.v == 2].v",
-            "$.data[0]['id','n']",
-            "$.data[*]..['id','n']",
-            "$.data[*]..id",
-            "$.data[1:][?@.n > 1].id",
+        })
+    }
+
+    /// Paths with every kind of segment, filter and edge case.
+    const PATHS: &[&str] = &[
+        "$",
+        "$.data",
+        "$.data[0].id",
+        "$.data[-1].id",
+        "$.data[-3].id",
+        "$.data[-4].id",
+        "$.data[3].id",
+        "$.data[0].tags[1]",
+        "$.s.x",
+        "$.s[0]",
+        "$.data.id",
+        "$['data'][1]['n']",
+        "$.data[*].id",
+        "$.data[*].tags[*]",
+        "$.m.*.v",
+        "$.*",
+        "$.data[*].o.*",
+        "$.s.*",
+        "$.data[?@.n > 2].id",
+        "$.data[0].tickets[?@.status == 'open']",
+        "$.data[*].tickets[?@.status == 'open']",
+        "$.data[?@.n == $.limit].id",
+        "$.data[0:2].id",
+        "$.data[*].tags[0:1]",
+        "$..id",
+        "$.data[0,2].id",
+        "$.data[?length(@.tags) > 0].id",
+        "$.data[*]['id','n']",
+        "$.m[?@.v == 2].v",
+        "$.data[0]['id','n']",
+        "$.data[*]..['id','n']",
+        "$.data[*]..id",
+        "$.data[1:][?@.n > 1].id",
+    ];
+
+    /// Paths only the pruned-parse test uses (jsonpath-rust and the plan may differ on them in
+    /// ways that test does not care about).
+    const MORE_PATHS: &[&str] = &[
+        "$.data[?@.o].id",
+        "$.data[?@.o.k == 1 && !@.x].n",
+        "$.data[?@.tickets[0].status == 'open' || @.n < 2].id",
+        "$.data[?(@.n > 1)].tags",
+        "$.m[?@.v > 1]",
+        "$.data[*].o",
+        "$.m.a",
+        "$.data[0].tickets[*].status",
+        "$.data[?@.o == @.tags].id",
+        "$.data[?@.o != @.m].n",
+        "$.m.a.x",
+        "$.data[0].o.k",
+    ];
+
+    fn output_of(path: &str, kind: MappingKind) -> PreparedOutput {
+        let query = parse_json_path(path).unwrap();
+        PreparedOutput {
+            name: path.into(),
+            ty: Ty::Bool, // not checked: the tests select only
+            kind,
+            plan: Plan::new(&query),
+            reads: Need::of_path(&query, kind),
+            singular: false,
+            default: None,
+        }
+    }
+
+    /// Every path, with what each output kind reads of it, selects on the body parsed into what
+    /// it reads what it selects on the whole body (the same whole nodes for `path`, as many
+    /// nodes for `exists` and `count`); so do all of them reading one body together.
+    fn assert_pruned_parse_selects_the_same(text: &str) {
+        let full: Value = serde_json::from_str(text).unwrap();
+        let check = |mapping: &Mapping| {
+            let pruned = mapping.parse(text.as_bytes()).unwrap();
+            for o in &mapping.outputs {
+                let want = o.plan.select(&full).unwrap();
+                let got = o.plan.select(&pruned).unwrap();
+                if o.kind == MappingKind::Path {
+                    assert_eq!(got, want, "{} in {text}", o.name);
+                } else {
+                    assert_eq!(got.len(), want.len(), "{:?} {} in {text}", o.kind, o.name);
+                }
+            }
+        };
+        let kinds = [MappingKind::Path, MappingKind::Exists, MappingKind::Count];
+        let paths: Vec<&str> = PATHS.iter().chain(MORE_PATHS).copied().collect();
+        for path in &paths {
+            for kind in kinds {
+                check(&Mapping::new(vec![output_of(path, kind)]));
+            }
+        }
+        // Several outputs on one body: what each reads must be kept for the others too.
+        let mut rng = fastrand::Rng::with_seed(text.len() as u64);
+        for _ in 0..40 {
+            check(&Mapping::new(
+                (0..rng.usize(2..5))
+                    .map(|_| output_of(paths[rng.usize(0..paths.len())], kinds[rng.usize(0..3)]))
+                    .collect(),
+            ));
+        }
+    }
+
+    #[test]
+    fn bodies_parsed_into_what_the_paths_read_select_what_the_whole_body_selects() {
+        assert_pruned_parse_selects_the_same(&body().to_string());
+        for text in [
+            "null",
+            "[]",
+            r#"[1, {"id": 2}]"#,
+            r#""text""#,
+            r#"{"data": {"id": 1, "0": 2}, "m": [1, 2]}"#,
+            r#"{"data": [{"id": "a"}, {"id": "a", "id": "b"}], "data": [7]}"#,
+            r#"{"m": {"a": {"v": 2.5e0}, "b": null}, "s": "\u00e9\n"}"#,
+            r#"{"data": [{"id": 1, "n": 2, "o": {"k": 1}, "m": {"k": 2}, "tags": {"k": 1}}]}"#,
         ] {
+            assert_pruned_parse_selects_the_same(text);
+        }
+        // Generated bodies: nested objects and arrays over the names the paths use.
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..150 {
+            assert_pruned_parse_selects_the_same(&generated(&mut rng, 4).to_string());
+        }
+    }
+
+    fn generated(rng: &mut fastrand::Rng, depth: u32) -> Value {
+        const NAMES: &[&str] = &[
+            "data", "id", "n", "tags", "o", "k", "tickets", "status", "m", "v", "a", "s", "x",
+        ];
+        match rng.u32(0..if depth == 0 { 4 } else { 7 }) {
+            0 => Value::Null,
+            1 => json!(rng.i64(-3..6)),
+            2 => json!(["open", "closed", "x"][rng.usize(0..3)]),
+            3 => json!(rng.bool()),
+            4 | 5 => Value::Object(
+                (0..rng.usize(0..5))
+                    .map(|_| {
+                        let name = NAMES[rng.usize(0..NAMES.len())].to_string();
+                        (name, generated(rng, depth - 1))
+                    })
+                    .collect(),
+            ),
+            _ => Value::Array(
+                (0..rng.usize(0..4))
+                    .map(|_| generated(rng, depth - 1))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn what_no_path_reads_is_not_kept_but_is_still_checked_for_json_syntax() {
+        let path = "$.data[0].tickets[?@.status == 'open']";
+        let mapping = Mapping::new(vec![output_of(path, MappingKind::Count)]);
+        let body = br#"{"data": [{"id": "c", "email": "x@example.com",
+            "tickets": [{"id": 1, "status": "open"}, {"status": "closed", "subject": "s"}]}],
+            "total": 1}"#;
+        assert_eq!(
+            mapping.parse(body).unwrap(),
+            json!({"data": [{"tickets": [{"status": "open"}, {"status": "closed"}]}]})
+        );
+        for bad in [
+            &br#"{"data": [], "total": 1,}"#[..],
+            br#"{"data": [], "skipped": [1, 2}"#,
+            br#"{"data": [], "skipped": tru}"#,
+            br#"{"data": []} trailing"#,
+            br#"{"data": [], "skipped": "\x"}"#,
+        ] {
+            assert!(
+                mapping.parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(mapping.parse(b" \n").unwrap(), Value::Null);
+    }
+
+    /// The plan selects exactly what jsonpath-rust selects on the whole path.
+    #[test]
+    fn plans_select_what_the_whole_path_selects() {
+        let body = body();
+        for path in PATHS {
             let query = parse_json_path(path).unwrap();
             let expected: Vec<&Value> = js_path_process(&query, &body)
                 .unwrap()

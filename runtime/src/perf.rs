@@ -6,35 +6,43 @@ use std::collections::HashMap;
 use mca_compiler::ir::{self, Template, UrlPart};
 use serde_json::{Map, Value};
 
-use crate::mapping::map_outputs;
-use crate::prepare::{prepare_output, PreparedOutput};
+use crate::mapping::Mapping;
+use crate::prepare::prepare_output;
 use crate::render::Scope;
 use crate::response::CallContext;
 
 /// An action's outputs with their JSONPaths parsed, as the runtime prepares them at start-up.
 pub struct Mapper {
-    outputs: Vec<PreparedOutput>,
+    mapping: Mapping,
 }
 
 impl Mapper {
     pub fn new(outputs: &[ir::Output]) -> Result<Mapper, String> {
         Ok(Mapper {
-            outputs: outputs
-                .iter()
-                .filter_map(prepare_output)
-                .collect::<Result<_, _>>()?,
+            mapping: Mapping::new(
+                outputs
+                    .iter()
+                    .filter_map(prepare_output)
+                    .collect::<Result<_, _>>()?,
+            ),
         })
     }
 
-    /// What a successful upstream response goes through: the body parsed as JSON, then mapped.
+    /// What a successful upstream response goes through: the body parsed into what the outputs
+    /// read, then mapped.
     pub fn map_body(&self, body: &[u8]) -> Result<Map<String, Value>, String> {
-        let json: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        map_outputs(&self.outputs, &json)
+        let json = self.mapping.parse(body).map_err(|e| e.to_string())?;
+        self.mapping.map(&json)
+    }
+
+    /// The body parsed into what the outputs read (without mapping).
+    pub fn parse(&self, body: &[u8]) -> Result<Value, String> {
+        self.mapping.parse(body).map_err(|e| e.to_string())
     }
 
     /// The mapping alone, on a parsed body.
     pub fn map(&self, json: &Value) -> Result<Map<String, Value>, String> {
-        map_outputs(&self.outputs, json)
+        self.mapping.map(json)
     }
 }
 

@@ -10,7 +10,7 @@ use mca_compiler::ir::{self, Action, Auth, MappingKind, Namespace, Ty, UrlPart};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::mapping::Plan;
+use crate::mapping::{Mapping, Need, Plan};
 
 /// One thing that keeps the runtime from starting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +124,8 @@ pub(crate) struct PreparedOutput {
     pub ty: Ty,
     pub kind: MappingKind,
     pub plan: Plan,
+    /// What the path reads of a body.
+    pub reads: Need,
     pub singular: bool,
     pub default: Option<Value>,
 }
@@ -139,7 +141,7 @@ pub(crate) struct PreparedRequest {
 /// A step ready to execute (same order as `Action::steps`).
 pub(crate) struct PreparedStep {
     pub request: PreparedRequest,
-    pub outputs: Vec<PreparedOutput>,
+    pub mapping: Mapping,
 }
 
 /// An action ready to execute.
@@ -150,7 +152,7 @@ pub(crate) struct Prepared {
     /// `secret.NAME` values.
     pub secrets: HashMap<String, String>,
     /// The JSONPath outputs of a single-request action.
-    pub outputs: Vec<PreparedOutput>,
+    pub mapping: Mapping,
     /// The one request of a single-request action.
     pub main: Option<PreparedRequest>,
     pub steps: Vec<PreparedStep>,
@@ -168,6 +170,7 @@ pub(crate) fn prepare_output(o: &ir::Output) -> Option<Result<PreparedOutput, St
                 ty: o.ty.clone(),
                 kind: mapping.kind,
                 plan: Plan::new(&query),
+                reads: Need::of_path(&query, mapping.kind),
                 singular: mapping.singular,
                 default: mapping.default.clone(),
             }),
@@ -214,7 +217,7 @@ fn prepare_outputs(
     action: &str,
     outputs: &[ir::Output],
     problems: &mut Vec<StartupProblem>,
-) -> Vec<PreparedOutput> {
+) -> Mapping {
     let mut out = Vec::new();
     for o in outputs {
         match prepare_output(o) {
@@ -227,7 +230,7 @@ fn prepare_outputs(
             }),
         }
     }
-    out
+    Mapping::new(out)
 }
 
 /// Prepares every action; on any problem, returns them all.
@@ -275,7 +278,7 @@ pub(crate) fn prepare(
             }
         }
 
-        let outputs = prepare_outputs(&action.name, &action.outputs, &mut problems);
+        let mapping = prepare_outputs(&action.name, &action.outputs, &mut problems);
         let main = action
             .request
             .as_ref()
@@ -285,7 +288,7 @@ pub(crate) fn prepare(
             .iter()
             .map(|st| PreparedStep {
                 request: prepare_request(&action.name, &st.request, &mut problems),
-                outputs: prepare_outputs(&action.name, &st.outputs, &mut problems),
+                mapping: prepare_outputs(&action.name, &st.outputs, &mut problems),
             })
             .collect();
 
@@ -309,7 +312,7 @@ pub(crate) fn prepare(
             action,
             env,
             secrets,
-            outputs,
+            mapping,
             main,
             steps,
         });

@@ -216,7 +216,10 @@ async fn callers_hanging_up_mid_request_do_not_open_the_circuit_of_a_healthy_ups
     // The server notices the hang-ups and drops the calls.
     let t = Instant::now();
     while stub.in_flight() > 0 {
-        assert!(t.elapsed() < Duration::from_secs(5), "calls still in flight");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "calls still in flight"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(stub.request_count(), 6);

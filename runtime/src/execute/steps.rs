@@ -22,7 +22,6 @@ use tokio::time::Instant;
 
 use super::{Miss, MissKind, Runtime};
 use crate::cache::Entry;
-use crate::mapping::map_outputs;
 use crate::outbox::{Delivery, JobKind, JobRecord, NewJob};
 use crate::prepare::Prepared;
 use crate::render::{Scope, StepValues};
@@ -227,28 +226,21 @@ impl Runtime {
                         message: format!("the upstream answered {}", r.status),
                         status: Some(r.status),
                     },
-                    Some(body) => {
-                        let json = if body.iter().all(u8::is_ascii_whitespace) {
-                            Ok(Value::Null)
-                        } else {
-                            serde_json::from_slice(&body)
-                        };
-                        match json {
-                            Err(e) => StepFailure {
-                                reason: Reason::InvalidResponse,
-                                message: format!("the body is not JSON: {e}"),
+                    Some(body) => match pstep.mapping.parse(&body) {
+                        Err(e) => StepFailure {
+                            reason: Reason::InvalidResponse,
+                            message: format!("the body is not JSON: {e}"),
+                            status: Some(r.status),
+                        },
+                        Ok(json) => match pstep.mapping.map(&json) {
+                            Ok(map) => return Ok(map),
+                            Err(message) => StepFailure {
+                                reason: Reason::Mapping,
+                                message,
                                 status: Some(r.status),
                             },
-                            Ok(json) => match map_outputs(&pstep.outputs, &json) {
-                                Ok(map) => return Ok(map),
-                                Err(message) => StepFailure {
-                                    reason: Reason::Mapping,
-                                    message,
-                                    status: Some(r.status),
-                                },
-                            },
-                        }
-                    }
+                        },
+                    },
                 }
             }
         };
