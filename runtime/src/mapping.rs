@@ -18,7 +18,7 @@
 use std::fmt;
 
 use jsonpath_rust::parser::model::{
-    Comparable, Comparison, Filter, FilterAtom, JpQuery, Segment, Selector, SingularQuery,
+    Comparable, Comparison, Filter, FilterAtom, JpQuery, Literal, Segment, Selector, SingularQuery,
     SingularQuerySegment, Test,
 };
 use jsonpath_rust::query::js_path_process;
@@ -349,13 +349,15 @@ impl<'de, 'n> Visitor<'de> for Member<'n> {
     }
 }
 
-/// How a parsed JSONPath is evaluated. Its leading name, index and wildcard selectors walk the
-/// body directly (no allocation for a singular path); from the first other segment on
-/// (filters, slices, unions, descendants) jsonpath-rust evaluates the rest on every node
-/// reached, which selects the same nodes in the same order (RFC 9535 applies each segment to
-/// each node of the list in turn). A rest that reads the root (`$` inside a filter) cannot be
-/// evaluated from an inner node, and jsonpath-rust orders a union after several nodes its own
-/// way, so such paths are evaluated whole by jsonpath-rust.
+/// How a parsed JSONPath is evaluated. Its leading name, index and wildcard selectors, and
+/// filters that compare values of the tested node with literals or with each other (or test
+/// that they exist), walk the body directly (no allocation for a singular path); from the first
+/// other segment on (slices, unions, descendants, filters with functions or reading the root)
+/// jsonpath-rust evaluates the rest on every node reached, which selects the same nodes in the
+/// same order (RFC 9535 applies each segment to each node of the list in turn). A rest that
+/// reads the root (`$` inside a filter) cannot be evaluated from an inner node, and
+/// jsonpath-rust orders a union after several nodes its own way, so such paths are evaluated
+/// whole by jsonpath-rust. Filters are evaluated as jsonpath-rust evaluates them.
 pub(crate) struct Plan {
     steps: Vec<Step>,
     /// Every step selects at most one node.
@@ -367,6 +369,167 @@ enum Step {
     Name(String),
     Index(i64),
     Wildcard,
+    /// `[?...]`: the elements of an array, the member values of an object, that pass.
+    Filter(Cond),
+}
+
+/// A filter's condition on the tested node.
+enum Cond {
+    Or(Vec<Cond>),
+    And(Vec<Cond>),
+    Not(Box<Cond>),
+    /// `@.a[0]`: the value exists (even if null).
+    Exists(Vec<Step>),
+    Compare(Op, Operand, Operand),
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+enum Operand {
+    Literal(Value),
+    /// A singular query from the tested node (names and indexes only).
+    Relative(Vec<Step>),
+}
+
+impl Cond {
+    /// The condition of a filter, or `None` for what is left to jsonpath-rust (functions,
+    /// queries from the root, non-singular tests).
+    fn new(filter: &Filter) -> Option<Cond> {
+        Some(match filter {
+            Filter::Or(list) => Cond::Or(list.iter().map(Cond::new).collect::<Option<_>>()?),
+            Filter::And(list) => Cond::And(list.iter().map(Cond::new).collect::<Option<_>>()?),
+            Filter::Atom(FilterAtom::Filter { expr, not }) => {
+                let c = Cond::new(expr)?;
+                if *not {
+                    Cond::Not(Box::new(c))
+                } else {
+                    c
+                }
+            }
+            Filter::Atom(FilterAtom::Test { expr, not }) => {
+                let Test::RelQuery(segments) = &**expr else {
+                    return None;
+                };
+                let steps = segments
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Selector(Selector::Name(n)) => Some(Step::Name(n.clone())),
+                        Segment::Selector(Selector::Index(i)) => Some(Step::Index(*i)),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?;
+                let c = Cond::Exists(steps);
+                if *not {
+                    Cond::Not(Box::new(c))
+                } else {
+                    c
+                }
+            }
+            Filter::Atom(FilterAtom::Comparison(c)) => {
+                let (op, l, r) = match &**c {
+                    Comparison::Eq(l, r) => (Op::Eq, l, r),
+                    Comparison::Ne(l, r) => (Op::Ne, l, r),
+                    Comparison::Lt(l, r) => (Op::Lt, l, r),
+                    Comparison::Lte(l, r) => (Op::Le, l, r),
+                    Comparison::Gt(l, r) => (Op::Gt, l, r),
+                    Comparison::Gte(l, r) => (Op::Ge, l, r),
+                };
+                Cond::Compare(op, Operand::new(l)?, Operand::new(r)?)
+            }
+        })
+    }
+
+    fn holds(&self, node: &Value) -> bool {
+        match self {
+            Cond::Or(list) => list.iter().any(|c| c.holds(node)),
+            Cond::And(list) => list.iter().all(|c| c.holds(node)),
+            Cond::Not(c) => !c.holds(node),
+            Cond::Exists(steps) => walk(node, steps).is_some(),
+            Cond::Compare(op, l, r) => {
+                let (l, r) = (l.of(node), r.of(node));
+                match op {
+                    Op::Eq => equal(l, r),
+                    Op::Ne => !equal(l, r),
+                    Op::Lt => less(l, r),
+                    Op::Le => less(l, r) || equal(l, r),
+                    Op::Gt => less(r, l),
+                    Op::Ge => less(r, l) || equal(l, r),
+                }
+            }
+        }
+    }
+}
+
+impl Operand {
+    fn new(c: &Comparable) -> Option<Operand> {
+        Some(match c {
+            Comparable::Literal(l) => Operand::Literal(match l {
+                Literal::Int(i) => Value::from(*i),
+                Literal::Float(f) => Value::from(*f),
+                Literal::String(s) => Value::from(s.as_str()),
+                Literal::Bool(b) => Value::Bool(*b),
+                Literal::Null => Value::Null,
+            }),
+            Comparable::SingularQuery(SingularQuery::Current(segments)) => Operand::Relative(
+                segments
+                    .iter()
+                    .map(|s| match s {
+                        SingularQuerySegment::Name(n) => Step::Name(n.clone()),
+                        SingularQuerySegment::Index(i) => Step::Index(*i),
+                    })
+                    .collect(),
+            ),
+            Comparable::SingularQuery(SingularQuery::Root(_)) | Comparable::Function(_) => {
+                return None
+            }
+        })
+    }
+
+    /// The operand's value for a tested node (`None`: nothing there).
+    fn of<'a>(&'a self, node: &'a Value) -> Option<&'a Value> {
+        match self {
+            Operand::Literal(v) => Some(v),
+            Operand::Relative(steps) => walk(node, steps),
+        }
+    }
+}
+
+/// The node a singular path (names and indexes) selects.
+fn walk<'a>(node: &'a Value, steps: &[Step]) -> Option<&'a Value> {
+    steps.iter().try_fold(node, |n, step| child(n, step))
+}
+
+/// `==` as jsonpath-rust compares: numbers by value (as f64), anything else structurally;
+/// nothing equals only nothing.
+fn equal(l: Option<&Value>, r: Option<&Value>) -> bool {
+    match (l, r) {
+        (Some(l), Some(r)) => match (l.as_f64(), r.as_f64()) {
+            (Some(a), Some(b)) => (a - b).abs() < f64::EPSILON,
+            _ => l == r,
+        },
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// `<` as jsonpath-rust orders: numbers by value, strings by code points, nothing else.
+fn less(l: Option<&Value>, r: Option<&Value>) -> bool {
+    match (l, r) {
+        (Some(l), Some(r)) => match (l.as_f64(), r.as_f64(), l.as_str(), r.as_str()) {
+            (Some(a), Some(b), _, _) => a < b,
+            (_, _, Some(a), Some(b)) => a < b,
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 impl Plan {
@@ -374,10 +537,15 @@ impl Plan {
         let mut steps = Vec::new();
         for (i, segment) in query.segments.iter().enumerate() {
             let step = match segment {
-                Segment::Selector(Selector::Name(n)) => Step::Name(n.clone()),
-                Segment::Selector(Selector::Index(k)) => Step::Index(*k),
-                Segment::Selector(Selector::Wildcard) => Step::Wildcard,
-                _ => {
+                Segment::Selector(Selector::Name(n)) => Some(Step::Name(n.clone())),
+                Segment::Selector(Selector::Index(k)) => Some(Step::Index(*k)),
+                Segment::Selector(Selector::Wildcard) => Some(Step::Wildcard),
+                Segment::Selector(Selector::Filter(f)) => Cond::new(f).map(Step::Filter),
+                _ => None,
+            };
+            let step = match step {
+                Some(step) => step,
+                None => {
                     let rest = JpQuery::new(query.segments[i..].to_vec());
                     // jsonpath-rust applies a union (`['a','b']`) selector by selector to the
                     // whole node list, not node by node: keep its order by not splitting after
@@ -387,7 +555,9 @@ impl Plan {
                         Segment::Descendant(inner) => matches!(**inner, Segment::Selectors(_)),
                         Segment::Selector(_) => false,
                     };
-                    let several = steps.iter().any(|s| matches!(s, Step::Wildcard));
+                    let several = steps
+                        .iter()
+                        .any(|s| matches!(s, Step::Wildcard | Step::Filter(_)));
                     // A rest that may read the root, or a union after several nodes: evaluate
                     // the whole path.
                     if rest.to_string()[1..].contains('$')
@@ -408,7 +578,9 @@ impl Plan {
     }
 
     fn with(steps: Vec<Step>, rest: Option<JpQuery>) -> Plan {
-        let singular = !steps.iter().any(|s| matches!(s, Step::Wildcard));
+        let singular = !steps
+            .iter()
+            .any(|s| matches!(s, Step::Wildcard | Step::Filter(_)));
         Plan {
             steps,
             singular,
@@ -433,6 +605,13 @@ impl Plan {
                         (Step::Wildcard, Value::Array(items)) => next.extend(items.iter()),
                         (Step::Wildcard, Value::Object(members)) => next.extend(members.values()),
                         (Step::Wildcard, _) => {}
+                        (Step::Filter(c), Value::Array(items)) => {
+                            next.extend(items.iter().filter(|v| c.holds(v)));
+                        }
+                        (Step::Filter(c), Value::Object(members)) => {
+                            next.extend(members.values().filter(|v| c.holds(v)));
+                        }
+                        (Step::Filter(_), _) => {}
                         (step, n) => next.extend(child(n, step)),
                     }
                 }
@@ -719,18 +898,41 @@ mod tests {
         assert_eq!(mapping.parse(b" \n").unwrap(), Value::Null);
     }
 
-    /// The plan selects exactly what jsonpath-rust selects on the whole path.
+    /// The plan selects exactly what jsonpath-rust selects on the whole path, on the body above
+    /// and on generated ones.
     #[test]
     fn plans_select_what_the_whole_path_selects() {
-        let body = body();
-        for path in PATHS {
-            let query = parse_json_path(path).unwrap();
-            let expected: Vec<&Value> = js_path_process(&query, &body)
-                .unwrap()
-                .into_iter()
-                .map(|q| q.val)
-                .collect();
-            assert_eq!(Plan::new(&query).select(&body).unwrap(), expected, "{path}");
+        let mut bodies = vec![body()];
+        let mut rng = fastrand::Rng::with_seed(11);
+        bodies.extend((0..150).map(|_| generated(&mut rng, 4)));
+        let filters = [
+            "$.data[?@.n == 1.0].id",
+            "$.data[?@.n != 'x'].id",
+            "$.data[?@.id >= 'b'].id",
+            "$.data[?@.id < @.n].id",
+            "$.data[?@.o == null].id",
+            "$.data[?@.tags[0] <= 'y'].id",
+            "$.data[?@.tags[-1]].id",
+            "$.data[?!@.o && @.n > 0 || @.id == 'c'].n",
+            "$.data[?@ == 1]",
+            "$.m[?@.v].v",
+            "$[?@.k > 0]",
+            "$.*[?@.status == 'open'].status",
+        ];
+        for body in &bodies {
+            for path in PATHS.iter().chain(MORE_PATHS).chain(&filters) {
+                let query = parse_json_path(path).unwrap();
+                let expected: Vec<&Value> = js_path_process(&query, body)
+                    .unwrap()
+                    .into_iter()
+                    .map(|q| q.val)
+                    .collect();
+                assert_eq!(
+                    Plan::new(&query).select(body).unwrap(),
+                    expected,
+                    "{path} in {body}"
+                );
+            }
         }
     }
 
