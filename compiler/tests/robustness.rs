@@ -167,6 +167,46 @@ fn deep_nesting_is_refused_with_a_diagnostic_not_a_stack_overflow() {
     compiles_without_panic(&path);
 }
 
+/// The nesting check is what keeps the parser's recursion bounded (pest is used without a
+/// stack probe): the deepest accepted input parses in half the stack Rust gives a spawned
+/// thread (2 MiB), even unoptimized.
+#[test]
+fn the_deepest_accepted_nesting_parses_on_a_small_stack() {
+    let depth = mca_compiler::syntax::MAX_NESTING - 2; // the request and body braces count too
+    let texts = [
+        format!(
+            "action a {{ request POST \"https://x\" {{ body {}1{} }} }}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        ),
+        format!(
+            "action a {{ request POST \"https://x\" {{ body {}1{} }} }}",
+            "{a: ".repeat(depth),
+            "}".repeat(depth)
+        ),
+        format!(
+            "action a {{ step s when {}1 == 1{} {{ }} }}",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        ),
+    ];
+    std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(move || {
+            for text in &texts {
+                let c = compile_one("t.mca", text);
+                assert!(
+                    c.diagnostics.iter().all(|d| d.code != Code::TooDeep),
+                    "{:?}",
+                    c.diagnostics
+                );
+            }
+        })
+        .expect("thread")
+        .join()
+        .expect("no stack overflow");
+}
+
 #[test]
 fn long_and_odd_inputs_compile_without_panic() {
     compiles_without_panic("");
