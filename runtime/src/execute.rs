@@ -811,9 +811,17 @@ impl Runtime {
         let mut n = 0;
         let mut reauthorized = false;
         let mut first = true;
+        let mut original = Some(built.request);
         loop {
             n += 1;
-            let Some(mut request) = built.request.try_clone() else {
+            // The last attempt sends the request itself; the others a copy.
+            let last = n >= max_attempts && built.oauth.is_none();
+            let request = match &original {
+                Some(_) if last => original.take(),
+                Some(r) => r.try_clone(),
+                None => None,
+            };
+            let Some(mut request) = request else {
                 return Err(Failure::new(
                     Reason::InvalidRequest,
                     "the request body cannot be sent twice",

@@ -229,18 +229,24 @@ impl Outbound {
                 "the request URL must be http or https",
             ));
         }
-        let Some(host) = url.host_str().map(str::to_string) else {
+        let Some(host) = url.host_str() else {
             return Err(Failure::new(
                 Reason::InvalidRequest,
                 "the request URL has no host",
             ));
         };
         let port = url.port_or_known_default().unwrap_or(0);
-        let route = route
-            .or_else(|| self.routes.get(&format!("{host}:{port}")))
-            .or_else(|| self.routes.get(&host))
-            .or_else(|| self.routes.get("*"));
+        let route = route.or_else(|| {
+            if self.routes.is_empty() {
+                return None;
+            }
+            self.routes
+                .get(&format!("{host}:{port}"))
+                .or_else(|| self.routes.get(host))
+                .or_else(|| self.routes.get("*"))
+        });
         if let Some(to) = route {
+            let host = host.to_string();
             let host_header = match url.port() {
                 Some(p) => format!("{host}:{p}"),
                 None => host.clone(),
