@@ -10,7 +10,6 @@
 # every load run is bounded in time (wrk -d), and everything started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 
 DURATION=${DURATION:-10} # seconds per measured run
 WARMUP=${WARMUP:-2}      # seconds of unmeasured load before each measured run
@@ -20,65 +19,12 @@ BASE_PORT=${BASE_PORT:-18181}
 MCA_PORT=${MCA_PORT:-18182}
 TOKEN=bench-token
 
-need() { # command, Debian package
-  command -v "$1" >/dev/null 2>&1 && return
-  echo "installing $2"
-  if ! apt-get install -y -qq "$2" >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
-  fi
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 need wrk wrk
-need nginx nginx-light
-command -v curl >/dev/null 2>&1 || need curl curl
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
-echo "building (release): mca and the baseline"
-cargo build --release --quiet -p mca-cli
-cargo build --release --quiet --manifest-path bench/baseline/Cargo.toml --target-dir target
-MCA=${MCA:-$ROOT/target/release/mca} # MCA=path/to/another/mca compares another build
-BASELINE=$ROOT/target/release/mca-bench-baseline
-
-WORK=$(mktemp -d /tmp/mca-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# --- upstream: nginx answering every /v1/customers request with the fixture ------------------
-mkdir -p "$WORK/nginx/logs"
-cp bench/customer.json "$WORK/nginx/customer.json"
-chmod 755 "$WORK" "$WORK/nginx" # nginx's workers may run as another user
-chmod 644 "$WORK/nginx/customer.json"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  client_body_temp_path $WORK/nginx/tmp;
-  proxy_temp_path $WORK/nginx/tmp;
-  fastcgi_temp_path $WORK/nginx/tmp;
-  uwsgi_temp_path $WORK/nginx/tmp;
-  scgi_temp_path $WORK/nginx/tmp;
-  server {
-    listen 127.0.0.1:$UP_PORT;
-    location = /v1/customers {
-      default_type application/json;
-      alias $WORK/nginx/customer.json;
-    }
-  }
-}
-EOF
-"$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/logs/stderr" &
-PIDS+=($!)
-UP_PID=$!
+build_servers
+start_nginx
+UP_PID=$NGINX_PID
 
 export CRM_BASE_URL=http://127.0.0.1:$UP_PORT CRM_TOKEN=$TOKEN
 "$BASELINE" "127.0.0.1:$BASE_PORT" 2>"$WORK/baseline.log" &
