@@ -1,5 +1,5 @@
-# Shared by bench/run.sh and bench/instructions.sh (sourced from the repository root, after
-# UP_PORT is set): tools, release builds, a work folder cleaned on exit, the nginx upstream.
+# Shared by the scripts of bench/ (sourced from the repository root): tools, release builds, a
+# work folder whose processes (PIDS) are stopped and which is removed on exit, the nginx upstream.
 
 need() { # command, Debian package
   command -v "$1" >/dev/null 2>&1 && return
@@ -8,9 +8,7 @@ need() { # command, Debian package
     apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
   fi
 }
-need nginx nginx-light
 command -v curl >/dev/null 2>&1 || need curl curl
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # Builds mca and the baseline in release mode; sets MCA and BASELINE.
 build_servers() {
@@ -30,9 +28,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# nginx answering every /v1/customers request on 127.0.0.1:UP_PORT with bench/customer.json
+# nginx (installed if missing) answering every /v1/customers request on 127.0.0.1:UP_PORT with bench/customer.json
 # (one worker, keep-alive, no access log); sets NGINX_PID.
 start_nginx() {
+  need nginx nginx-light
+  local nginx
+  nginx=$(command -v nginx || echo /usr/sbin/nginx)
   mkdir -p "$WORK/nginx/logs"
   cp bench/customer.json "$WORK/nginx/customer.json"
   chmod 755 "$WORK" "$WORK/nginx" # nginx's workers may run as another user
@@ -61,7 +62,7 @@ http {
   }
 }
 EOF
-  "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/logs/stderr" &
+  "$nginx" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/logs/stderr" &
   NGINX_PID=$!
   PIDS+=("$NGINX_PID")
 }

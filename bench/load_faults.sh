@@ -32,14 +32,8 @@ MCA=target/release/mca
 UPSTREAM=target/release/examples/fault_upstream
 LOAD=target/release/examples/load
 
-WORK=$(mktemp -d /tmp/mca-load.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 # upstream LATENCY_MS FAIL_PERCENT: starts one, sets UP_ADDR
 upstream() {

@@ -22,7 +22,7 @@ use jsonpath_rust::parser::model::{
     SingularQuerySegment, Test,
 };
 use jsonpath_rust::query::js_path_process;
-use mca_compiler::ir::MappingKind;
+use mca_compiler::ir::{CmpOp, MappingKind};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
@@ -380,17 +380,7 @@ enum Cond {
     Not(Box<Cond>),
     /// `@.a[0]`: the value exists (even if null).
     Exists(Vec<Step>),
-    Compare(Op, Operand, Operand),
-}
-
-#[derive(Clone, Copy)]
-enum Op {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
+    Compare(CmpOp, Operand, Operand),
 }
 
 enum Operand {
@@ -435,12 +425,12 @@ impl Cond {
             }
             Filter::Atom(FilterAtom::Comparison(c)) => {
                 let (op, l, r) = match &**c {
-                    Comparison::Eq(l, r) => (Op::Eq, l, r),
-                    Comparison::Ne(l, r) => (Op::Ne, l, r),
-                    Comparison::Lt(l, r) => (Op::Lt, l, r),
-                    Comparison::Lte(l, r) => (Op::Le, l, r),
-                    Comparison::Gt(l, r) => (Op::Gt, l, r),
-                    Comparison::Gte(l, r) => (Op::Ge, l, r),
+                    Comparison::Eq(l, r) => (CmpOp::Eq, l, r),
+                    Comparison::Ne(l, r) => (CmpOp::Ne, l, r),
+                    Comparison::Lt(l, r) => (CmpOp::Lt, l, r),
+                    Comparison::Lte(l, r) => (CmpOp::Le, l, r),
+                    Comparison::Gt(l, r) => (CmpOp::Gt, l, r),
+                    Comparison::Gte(l, r) => (CmpOp::Ge, l, r),
                 };
                 Cond::Compare(op, Operand::new(l)?, Operand::new(r)?)
             }
@@ -456,12 +446,12 @@ impl Cond {
             Cond::Compare(op, l, r) => {
                 let (l, r) = (l.of(node), r.of(node));
                 match op {
-                    Op::Eq => equal(l, r),
-                    Op::Ne => !equal(l, r),
-                    Op::Lt => less(l, r),
-                    Op::Le => less(l, r) || equal(l, r),
-                    Op::Gt => less(r, l),
-                    Op::Ge => less(r, l) || equal(l, r),
+                    CmpOp::Eq => equal(l, r),
+                    CmpOp::Ne => !equal(l, r),
+                    CmpOp::Lt => less(l, r),
+                    CmpOp::Le => less(l, r) || equal(l, r),
+                    CmpOp::Gt => less(r, l),
+                    CmpOp::Ge => less(r, l) || equal(l, r),
                 }
             }
         }

@@ -35,11 +35,6 @@ impl Mapper {
         self.mapping.map(&json)
     }
 
-    /// The body parsed into what the outputs read (without mapping).
-    pub fn parse(&self, body: &[u8]) -> Result<Value, String> {
-        self.mapping.parse(body).map_err(|e| e.to_string())
-    }
-
     /// The mapping alone, on a parsed body.
     pub fn map(&self, json: &Value) -> Result<Map<String, Value>, String> {
         self.mapping.map(json)
