@@ -14,8 +14,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// mimalloc instead of the system allocator: the server's hot path (parsing upstream JSON,
 /// building requests and answers) allocates and frees many small blocks from several threads,
-/// where glibc's malloc cost about a quarter of the instructions of a cache miss (see
-/// BENCHMARKS.md).
+/// where glibc's malloc cost about a quarter of the instructions of a cache miss. Built without
+/// transparent huge pages, which doubled the idle RSS (see BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
