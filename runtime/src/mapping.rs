@@ -86,7 +86,10 @@ impl Need {
             need.all = true;
             return need;
         }
-        let whole = matches!(kind, MappingKind::Path | MappingKind::First);
+        let whole = match kind {
+            MappingKind::Path | MappingKind::First => true,
+            MappingKind::Exists | MappingKind::Count => false,
+        };
         need.mark(&query.segments, whole);
         need
     }
