@@ -967,6 +967,17 @@ fn statement_detail(text: &str, s: &scan::Stmt) -> Option<String> {
 pub fn symbols(file: &FileView) -> Vec<Symbol> {
     let text = file.text;
     let tokens = &file.analysis.tokens;
+    // An output of the action or a value of a step, with its type as detail.
+    let output_symbol = |d: &crate::scan::Decl| Symbol {
+        name: d.name.clone(),
+        detail: decl_parts(text, tokens, d)
+            .ty
+            .map(|t| snippet(text, t).to_string()),
+        kind: SymbolKind::Output,
+        span: d.span,
+        selection: d.name_span,
+        children: Vec::new(),
+    };
     let mut out = Vec::new();
     for a in &file.analysis.actions {
         let mut children = Vec::new();
@@ -1001,16 +1012,7 @@ pub fn symbols(file: &FileView) -> Vec<Symbol> {
                         .outputs
                         .iter()
                         .filter(|d| s.span.contains(d.name_span.start))
-                        .map(|d| Symbol {
-                            name: d.name.clone(),
-                            detail: decl_parts(text, tokens, d)
-                                .ty
-                                .map(|t| snippet(text, t).to_string()),
-                            kind: SymbolKind::Output,
-                            span: d.span,
-                            selection: d.name_span,
-                            children: Vec::new(),
-                        })
+                        .map(output_symbol)
                         .collect();
                     children.push(sym("output".into(), SymbolKind::Block, None, fields));
                 }
@@ -1038,20 +1040,7 @@ pub fn symbols(file: &FileView) -> Vec<Symbol> {
                         children.push(sym("step".into(), SymbolKind::Step, None, Vec::new()));
                         continue;
                     };
-                    let values = step
-                        .outputs
-                        .iter()
-                        .map(|d| Symbol {
-                            name: d.name.clone(),
-                            detail: decl_parts(text, tokens, d)
-                                .ty
-                                .map(|t| snippet(text, t).to_string()),
-                            kind: SymbolKind::Output,
-                            span: d.span,
-                            selection: d.name_span,
-                            children: Vec::new(),
-                        })
-                        .collect();
+                    let values = step.outputs.iter().map(output_symbol).collect();
                     // `deferred within 2h when ...`: the rest of the header.
                     let header = step_header(text, step);
                     let rest = header

@@ -444,34 +444,19 @@ impl Runtime {
         detail: Detail,
     ) -> Answer {
         let mut output = entry.output(&prep.action.outputs);
-        let no_secrets = HashMap::new();
         let steps = entry.steps.as_deref();
         if prep.action.request.is_some() {
             // Guarded outputs of a single request (those of steps are computed with them).
             for o in &prep.action.outputs {
                 if let Some(w) = &o.when {
-                    let scope = Scope {
-                        inputs,
-                        call,
-                        env: &prep.env,
-                        secrets: &no_secrets,
-                        outputs: None,
-                        steps,
-                    };
+                    let scope = Scope::public(inputs, call, &prep.env, None, steps);
                     if !scope.holds(w) {
                         output.insert(o.name.clone(), Value::Null);
                     }
                 }
             }
         }
-        let scope = Scope {
-            inputs,
-            call,
-            env: &prep.env,
-            secrets: &no_secrets,
-            outputs: Some(&output),
-            steps,
-        };
+        let scope = Scope::public(inputs, call, &prep.env, Some(&output), steps);
         let say = self.say(prep, &scope);
         Answer {
             action: prep.action.name.clone(),
@@ -553,15 +538,7 @@ impl Runtime {
         for (name, value) in &outcome.values {
             output.insert(name.clone(), value.clone());
         }
-        let no_secrets = HashMap::new();
-        let scope = Scope {
-            inputs,
-            call,
-            env: &prep.env,
-            secrets: &no_secrets,
-            outputs: Some(&output),
-            steps: None,
-        };
+        let scope = Scope::public(inputs, call, &prep.env, Some(&output), None);
         let say = outcome.say.as_ref().and_then(|t| scope.template_strict(t));
         (output, say)
     }

@@ -63,6 +63,31 @@ pub(crate) struct Scope<'a> {
 /// The values of each step that has run, by step name.
 pub(crate) type StepValues = HashMap<String, Map<String, Value>>;
 
+/// The secrets of a scope that must not read any.
+static NO_SECRETS: std::sync::LazyLock<HashMap<String, String>> =
+    std::sync::LazyLock::new(HashMap::new);
+
+impl<'a> Scope<'a> {
+    /// A scope without secrets, for what is spoken, answered or decided (`say`, outputs,
+    /// conditions): the compiler keeps secrets out of those, and this keeps them out at run time.
+    pub(crate) fn public(
+        inputs: &'a Map<String, Value>,
+        call: &'a CallContext,
+        env: &'a HashMap<String, String>,
+        outputs: Option<&'a Map<String, Value>>,
+        steps: Option<&'a StepValues>,
+    ) -> Scope<'a> {
+        Scope {
+            inputs,
+            call,
+            env,
+            secrets: &NO_SECRETS,
+            outputs,
+            steps,
+        }
+    }
+}
+
 impl Scope<'_> {
     fn step_value(&self, name: &str) -> Option<&Value> {
         let (step, field) = name.split_once('.')?;

@@ -44,6 +44,19 @@ pub(super) struct TermTy {
     text: Option<String>,
 }
 
+impl TermTy {
+    /// A boolean that is never null (`and`, `or`, `not`, comparisons), called `words`.
+    fn boolean(words: &str) -> TermTy {
+        TermTy {
+            kind: Kind::Bool,
+            nullable: false,
+            ty: Some(ir::Ty::Bool),
+            words: words.into(),
+            text: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Text,
@@ -282,13 +295,7 @@ impl Checker<'_> {
                 self.require_bool(&ty, inner.span(), "`not`")?;
                 Some((
                     ir::Term::Not { term: Box::new(t) },
-                    TermTy {
-                        kind: Kind::Bool,
-                        nullable: false,
-                        ty: Some(ir::Ty::Bool),
-                        words: "a condition".into(),
-                        text: None,
-                    },
+                    TermTy::boolean("a condition"),
                 ))
             }
             ast::Cond::And(cs, _) | ast::Cond::Or(cs, _) => {
@@ -316,16 +323,7 @@ impl Checker<'_> {
                 } else {
                     ir::Term::Or { terms }
                 };
-                Some((
-                    term,
-                    TermTy {
-                        kind: Kind::Bool,
-                        nullable: false,
-                        ty: Some(ir::Ty::Bool),
-                        words: "a condition".into(),
-                        text: None,
-                    },
-                ))
+                Some((term, TermTy::boolean("a condition")))
             }
             ast::Cond::Compare {
                 op,
@@ -344,13 +342,7 @@ impl Checker<'_> {
                         left: Box::new(lt),
                         right: Box::new(rt),
                     },
-                    TermTy {
-                        kind: Kind::Bool,
-                        nullable: false,
-                        ty: Some(ir::Ty::Bool),
-                        words: "a comparison".into(),
-                        text: None,
-                    },
+                    TermTy::boolean("a comparison"),
                 ))
             }
         }

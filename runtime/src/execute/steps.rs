@@ -50,7 +50,6 @@ impl Runtime {
             .filter(|&i| steps[i].deferred.is_none())
             .collect();
         let mut running = FuturesUnordered::new();
-        let no_secrets = HashMap::new();
         loop {
             // Start every step whose inputs are known; skip those whose condition fails.
             let mut progressed = true;
@@ -65,15 +64,7 @@ impl Runtime {
                     }
                     let at = waiting.remove(i);
                     let holds = step.when.as_ref().is_none_or(|w| {
-                        Scope {
-                            inputs,
-                            call,
-                            env: &prep.env,
-                            secrets: &no_secrets,
-                            outputs: None,
-                            steps: Some(&values),
-                        }
-                        .holds(w)
+                        Scope::public(inputs, call, &prep.env, None, Some(&values)).holds(w)
                     });
                     if holds {
                         let snapshot = values.clone();
@@ -115,14 +106,7 @@ impl Runtime {
             }
         }
         // The action's outputs, computed from the steps' values.
-        let scope = Scope {
-            inputs,
-            call,
-            env: &prep.env,
-            secrets: &no_secrets,
-            outputs: None,
-            steps: Some(&values),
-        };
+        let scope = Scope::public(inputs, call, &prep.env, None, Some(&values));
         let mut output = Map::new();
         for o in &prep.action.outputs {
             let mut value = match &o.source {
@@ -367,24 +351,12 @@ impl Runtime {
                 .iter()
                 .filter_map(|i| Some((i.name.clone(), details.get(&i.name)?.clone())))
                 .collect();
-            // Defaults apply before the condition is decided; invalid inputs are recorded as
-            // given, and their job fails visibly (`mca writes`).
+            // Defaults apply before the condition is decided (it sees the inputs as the run
+            // will); invalid inputs are judged and recorded as given, and their job fails
+            // visibly at delivery (`mca writes`).
             let inputs =
                 crate::input::validate(&prep.action, Value::Object(given.clone())).unwrap_or(given);
-            let no_secrets = HashMap::new();
-            // The condition sees the inputs as the run will (defaults applied). Inputs that do
-            // not validate are judged as given: the job is recorded and fails visibly at
-            // delivery.
-            let judged = crate::input::validate(&prep.action, Value::Object(inputs.clone()))
-                .unwrap_or_else(|_| inputs.clone());
-            let scope = Scope {
-                inputs: &judged,
-                call,
-                env: &prep.env,
-                secrets: &no_secrets,
-                outputs: None,
-                steps: None,
-            };
+            let scope = Scope::public(&inputs, call, &prep.env, None, None);
             if f.when.as_ref().is_some_and(|w| !scope.holds(w)) {
                 continue;
             }
