@@ -1034,24 +1034,34 @@ async fn a_follow_up_runs_after_delete_calls_with_the_summary() {
         .expect("request");
     assert_eq!(resp.status().as_u16(), 204);
 
-    let job = job_in_state(&store, JobState::Delivered).await;
-    assert_eq!(job.kind, JobKind::FollowUp);
-    assert_eq!(job.action, "post_summary");
-    assert_eq!(job.call_id.as_deref(), Some("call-21"));
-    let sent = hook.requests();
-    assert_eq!(sent.len(), 1, "{sent:#?}");
-    assert_eq!(sent[0].method, "POST");
-    assert_eq!(sent[0].path, "/summaries");
-    assert_eq!(sent[0].header("idempotency-key"), Some("call-21-summary"));
-    assert_eq!(
-        sent[0].json(),
-        Some(json!({
+    assert_one_summary_delivered(
+        &store,
+        &hook,
+        "call-21",
+        json!({
             "text": "Router fixed",
             "call": "call-21",
             "from": "+4930123456",
             "reason": "customer-ended-call"
-        }))
-    );
+        }),
+    )
+    .await;
+}
+
+/// The store holds the call's follow-up, delivered: the summary hook got exactly one
+/// `POST /summaries` with the call's idempotency key and this body.
+async fn assert_one_summary_delivered(store: &Path, hook: &Stub, call: &str, body: Value) {
+    let job = job_in_state(store, JobState::Delivered).await;
+    assert_eq!(job.kind, JobKind::FollowUp);
+    assert_eq!(job.action, "post_summary");
+    assert_eq!(job.call_id.as_deref(), Some(call));
+    let sent = hook.requests();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].method, "POST");
+    assert_eq!(sent[0].path, "/summaries");
+    let key = format!("{call}-summary");
+    assert_eq!(sent[0].header("idempotency-key"), Some(key.as_str()));
+    assert_eq!(sent[0].json(), Some(body));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1069,21 +1079,18 @@ async fn a_follow_up_runs_after_a_vapi_end_of_call_report() {
     let (status, body) = post_json(&server, "/vapi", report).await;
     assert_eq!((status, body), (200, json!({})));
 
-    let job = job_in_state(&store, JobState::Delivered).await;
-    assert_eq!(job.kind, JobKind::FollowUp);
-    assert_eq!(job.call_id.as_deref(), Some("call-v1"));
-    let sent = hook.requests();
-    assert_eq!(sent.len(), 1, "{sent:#?}");
-    assert_eq!(sent[0].header("idempotency-key"), Some("call-v1-summary"));
-    assert_eq!(
-        sent[0].json(),
-        Some(json!({
+    assert_one_summary_delivered(
+        &store,
+        &hook,
+        "call-v1",
+        json!({
             "text": "Caller asked about opening hours.",
             "call": "call-v1",
             "from": "+4940555000",
             "reason": "customer-ended-call"
-        }))
-    );
+        }),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
