@@ -22,7 +22,6 @@
 //! request). The table of hosts is bounded by the number of distinct upstream origins, which
 //! are fixed by the actions and their `env`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,7 +87,7 @@ struct Host {
 /// The breakers and budgets of every upstream host.
 pub(crate) struct Breakers {
     config: BreakerConfig,
-    hosts: Mutex<HashMap<String, Arc<Mutex<Host>>>>,
+    hosts: Mutex<crate::NameMap<Arc<Mutex<Host>>>>,
 }
 
 /// Admission of one call to a host; its attempts are reported through it.
@@ -112,7 +111,7 @@ impl Breakers {
     pub(crate) fn new(config: BreakerConfig) -> Breakers {
         Breakers {
             config,
-            hosts: Mutex::new(HashMap::new()),
+            hosts: Mutex::new(crate::NameMap::default()),
         }
     }
 

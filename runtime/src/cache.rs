@@ -10,7 +10,6 @@
 //! With `stale_if_error`, `stale` keeps a copy for `ttl + stale_if_error`, read only when the
 //! upstream fails.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,7 +159,7 @@ impl ActionCache {
 }
 
 pub(crate) struct Caches {
-    by_action: HashMap<String, ActionCache>,
+    by_action: crate::NameMap<ActionCache>,
 }
 
 impl Caches {

@@ -10,7 +10,6 @@
 //!    otherwise (or when mapping fails) a stale cache entry if `stale_if_error` allows, else the
 //!    `fallback` with its reason. Without a `fallback`, a failure is an error answer (502).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +43,7 @@ const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(20);
 
 /// The compiled actions, ready to execute. Cheap to share (`Arc<Runtime>`).
 pub struct Runtime {
-    actions: HashMap<String, Arc<Prepared>>,
+    actions: crate::NameMap<Arc<Prepared>>,
     /// Action names in IR order.
     order: Vec<String>,
     outbound: Outbound,
@@ -572,7 +571,8 @@ impl Runtime {
         };
         let received = match self.build(req, preq, &scope, None) {
             Ok(built) => {
-                self.send(&prep.action.name, req, built, deadline, attempts)
+                // Bounded: `obtain` cuts every fetch at the deadline.
+                self.send(&prep.action.name, req, built, deadline, true, attempts)
                     .await
             }
             Err(f) => Err(f),
@@ -762,12 +762,16 @@ impl Runtime {
     /// A `Retry-After` replaces the backoff; when it does not fit in the deadline, the last
     /// response stands. With OAuth2, a 401 drops the token and the request is sent once more
     /// with a new one (not counted as a retry).
+    ///
+    /// `bounded`: the caller drops this future at `deadline` (so an attempt that may run until
+    /// the deadline needs no timer of its own).
     async fn send(
         &self,
         action_name: &str,
         req: &ir::Request,
         built: Built,
         deadline: Instant,
+        bounded: bool,
         attempts: &AtomicU32,
     ) -> Result<Received, Failure> {
         let max_attempts = if built.retryable {
@@ -824,25 +828,36 @@ impl Runtime {
             };
             permit.begin(std::mem::take(&mut first), per_try_deadline);
             let started = Instant::now();
-            let result = match timeout_at(
-                per_try_deadline,
-                self.outbound.send(request, req.max_response_bytes),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) if per_try_deadline < deadline => Err(Failure {
-                    reason: Reason::Timeout,
-                    transient: true,
-                    message: format!(
-                        "attempt {n} took longer than per_try ({} ms)",
-                        req.per_try_ms.unwrap_or_default()
-                    ),
-                }),
-                Err(_) => Err(Failure::new(
-                    Reason::Timeout,
-                    format!("no answer within the timeout of {} ms", req.timeout_ms),
-                )),
+            let exchange = self.outbound.send(request, req.max_response_bytes);
+            // A caller that drops this future at `deadline` bounds a full-length attempt
+            // itself: one timer per exchange instead of two (each costs two locks of tokio's
+            // timer wheel, contended between the workers under load).
+            let result = if bounded && per_try_deadline >= deadline {
+                let cut = CutAttempt {
+                    metrics: &self.metrics,
+                    action: action_name,
+                    started,
+                    deadline,
+                };
+                let result = exchange.await;
+                std::mem::forget(cut);
+                result
+            } else {
+                match timeout_at(per_try_deadline, exchange).await {
+                    Ok(r) => r,
+                    Err(_) if per_try_deadline < deadline => Err(Failure {
+                        reason: Reason::Timeout,
+                        transient: true,
+                        message: format!(
+                            "attempt {n} took longer than per_try ({} ms)",
+                            req.per_try_ms.unwrap_or_default()
+                        ),
+                    }),
+                    Err(_) => Err(Failure::new(
+                        Reason::Timeout,
+                        format!("no answer within the timeout of {} ms", req.timeout_ms),
+                    )),
+                }
             };
             let label = match &result {
                 Ok(r) => Ok(r.status),
@@ -891,6 +906,32 @@ impl Runtime {
             }
             self.metrics.retry(action_name);
             tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// An attempt in flight without a timer of its own: dropped at or after its deadline (the
+/// caller's timer cut it), it is counted as the timeout it was.
+struct CutAttempt<'a> {
+    metrics: &'a Metrics,
+    action: &'a str,
+    started: Instant,
+    deadline: Instant,
+}
+
+impl Drop for CutAttempt<'_> {
+    fn drop(&mut self) {
+        if Instant::now() >= self.deadline {
+            tracing::debug!(
+                result = "timeout",
+                took_ms = self.started.elapsed().as_millis() as u64,
+                "upstream attempt"
+            );
+            self.metrics.attempt(
+                self.action,
+                Err(Reason::Timeout.as_str()),
+                self.started.elapsed(),
+            );
         }
     }
 }

@@ -45,6 +45,11 @@
 //! - internal: input validation, template rendering, the outbound client with its SSRF guard,
 //!   OAuth2 token cache, response mapping, the cache and the metrics.
 
+/// A map keyed by names the project or the configuration chose (actions, hosts), looked up on
+/// every call: hashed with foldhash (seeded per process) rather than SipHash. Callers only
+/// look names up; they never add keys, so flooding one bucket is not theirs to do.
+pub(crate) type NameMap<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
+
 pub mod breaker;
 pub mod config;
 pub mod demo;

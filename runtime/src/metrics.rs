@@ -14,7 +14,6 @@
 //! | `mca_retry_budget_exhausted_total` | `host` | retries not made because the host's retry budget was empty |
 //! | `mca_shed_total` | `route` | requests refused with `503` because too many were in flight |
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -92,7 +91,7 @@ struct ActionHandles {
 
 pub(crate) struct Metrics {
     /// Handles of the actions named at construction; other names use the families directly.
-    actions: HashMap<String, ActionHandles>,
+    actions: crate::NameMap<ActionHandles>,
     registry: Registry,
     calls: Family<OutcomeLabels, Counter>,
     duration: HistogramFamily,
@@ -173,7 +172,7 @@ impl Metrics {
             shed.clone(),
         );
         Metrics {
-            actions: HashMap::new(),
+            actions: crate::NameMap::default(),
             registry,
             calls,
             duration,

@@ -279,6 +279,34 @@ async fn metrics_count_calls_by_outcome_latency_retries_and_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_an_attempt_cut_by_the_deadline_as_a_timeout() {
+    let stub = Stub::start(vec![Reply::Hang]).await.unwrap();
+    let server = start(
+        project(vec![with_timeout(action("h"), 150)]),
+        config(&stub.url()),
+    )
+    .await;
+    let (status, body) = call(&server, "h", json!({"id": "1"}), None).await;
+    assert_eq!((status, body["reason"].as_str()), (200, Some("timeout")));
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "mca_upstream_attempts_total{action=\"h\",result=\"timeout\"} 1",
+        "mca_upstream_duration_seconds_count{action=\"h\"} 1",
+        "mca_action_calls_total{action=\"h\",outcome=\"fallback\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line} in:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn inbound_body_over_the_limit_is_413() {
     let stub = Stub::start(vec![]).await.unwrap();
     let server = start(

@@ -168,6 +168,7 @@ impl Runtime {
                 &step.request,
                 built,
                 step_deadline,
+                true, // cut by the timeout below
                 attempts,
             )
             .await
@@ -486,7 +487,14 @@ impl Runtime {
         let attempts = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_millis(step.request.timeout_ms);
         match self
-            .send(&prep.action.name, &step.request, built, deadline, &attempts)
+            .send(
+                &prep.action.name,
+                &step.request,
+                built,
+                deadline,
+                false,
+                &attempts,
+            )
             .await
         {
             Ok(r) if (200..300).contains(&r.status) => Delivery::Delivered,
