@@ -41,8 +41,13 @@ impl Entry {
     /// `output` has one member per output of the action, in the action's order (as
     /// `map_outputs` makes it).
     pub(crate) fn new(output: Map<String, Value>, status: Option<u16>) -> Entry {
+        Entry::of_values(output.into_iter().map(|(_, v)| v).collect(), status)
+    }
+
+    /// `values`: one per output of the action, in the action's order.
+    pub(crate) fn of_values(values: Vec<Value>, status: Option<u16>) -> Entry {
         Entry {
-            values: output.into_iter().map(|(_, v)| v).collect(),
+            values: values.into_boxed_slice(),
             status,
             steps: None,
         }

@@ -598,9 +598,9 @@ impl Runtime {
         })?;
         let output = prep
             .mapping
-            .map(&json)
+            .values(&json)
             .map_err(|message| miss(failed(Reason::Mapping, message), Some(status)))?;
-        Ok(Entry::new(output, Some(status)))
+        Ok(Entry::of_values(output, Some(status)))
     }
 
     /// Renders the request: URL with encoded values, query, headers, auth, idempotency key,
@@ -626,11 +626,11 @@ impl Runtime {
         }
         let url = render::url(scope, &req.url.parts, &query).map_err(invalid)?;
         let route = step.and_then(|s| self.config.step_routes.get(s));
-        let (url, host) = self.outbound.place_via(&url, route)?;
-        let host_key = host.clone().unwrap_or_else(|| {
-            let port = url.port_or_known_default().unwrap_or(0);
-            format!("{}:{port}", url.host_str().unwrap_or_default())
-        });
+        let crate::outbound::Placed {
+            url,
+            host,
+            host_key,
+        } = self.outbound.place_known(&url, route, &preq.origin)?;
 
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));

@@ -61,6 +61,11 @@ impl Mapping {
     pub(crate) fn map(&self, body: &Value) -> Result<Map<String, Value>, String> {
         map_outputs(&self.outputs, body)
     }
+
+    /// The values of the outputs of a parsed body, in the outputs' order.
+    pub(crate) fn values(&self, body: &Value) -> Result<Vec<Value>, String> {
+        output_values(&self.outputs, body)
+    }
 }
 
 /// What a path (or several) reads of a JSON value.
@@ -642,7 +647,12 @@ fn child<'a>(node: &'a Value, step: &Step) -> Option<&'a Value> {
 }
 
 fn map_outputs(outputs: &[PreparedOutput], body: &Value) -> Result<Map<String, Value>, String> {
-    let mut out = Map::new();
+    let values = output_values(outputs, body)?;
+    Ok(outputs.iter().map(|o| o.name.clone()).zip(values).collect())
+}
+
+fn output_values(outputs: &[PreparedOutput], body: &Value) -> Result<Vec<Value>, String> {
+    let mut out = Vec::with_capacity(outputs.len());
     for o in outputs {
         let nodes = o
             .plan
@@ -678,7 +688,7 @@ fn map_outputs(outputs: &[PreparedOutput], body: &Value) -> Result<Map<String, V
                 format!("output `{}`: {m}", o.name)
             });
         }
-        out.insert(o.name.clone(), value);
+        out.push(value);
     }
     Ok(out)
 }

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -125,6 +125,36 @@ pub(crate) struct Outbound {
     routes: HashMap<String, SocketAddr>,
 }
 
+/// A request URL as the policy placed it.
+#[derive(Debug, Clone)]
+pub(crate) struct Placed {
+    /// Where to send the request.
+    pub url: Url,
+    /// The `Host` header a routed request carries (the original host).
+    pub host: Option<String>,
+    /// The upstream's circuit breaker: the original `host:port`.
+    pub host_key: String,
+}
+
+/// A request's placed origin, kept after its first call ([`Outbound::place_known`]).
+#[derive(Debug, Default)]
+pub(crate) struct KnownOrigin(OnceLock<(String, Placed)>);
+
+/// `scheme://authority`, the path and the query of a URL whose path starts with `/` and that
+/// has no fragment; `None` for any other.
+fn split_origin(url: &str) -> Option<(&str, &str, Option<&str>)> {
+    let authority = url.find("://")? + 3;
+    let end = authority + url[authority..].find(['/', '?', '#'])?;
+    let (origin, rest) = url.split_at(end);
+    if !rest.starts_with('/') || rest.contains('#') {
+        return None;
+    }
+    Some(match rest.split_once('?') {
+        Some((path, query)) => (origin, path, Some(query)),
+        None => (origin, rest, None),
+    })
+}
+
 /// An attempt's failure before a usable response.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
@@ -209,6 +239,46 @@ impl Outbound {
     /// for a routed request, the `Host` header that names the original host.
     pub(crate) fn place(&self, url: &str) -> Result<(Url, Option<String>), Failure> {
         self.place_via(url, None)
+    }
+
+    /// [`Outbound::place_via`] for a request whose placed origin is kept in `known`: once its
+    /// origin (scheme, host and port) has been placed, a URL with the same origin text is
+    /// placed by setting the path and query of a copy, without parsing the host, routing and
+    /// checking again. (A request's origin cannot depend on a call's values: `env` and secret
+    /// values are fixed at start.)
+    pub(crate) fn place_known(
+        &self,
+        url: &str,
+        route: Option<&SocketAddr>,
+        known: &KnownOrigin,
+    ) -> Result<Placed, Failure> {
+        let parts = split_origin(url);
+        if let (Some((origin, path, query)), Some((text, placed))) = (parts, known.0.get()) {
+            if origin == text {
+                let mut placed = placed.clone();
+                placed.url.set_path(path);
+                placed.url.set_query(query);
+                return Ok(placed);
+            }
+        }
+        let (url, host) = self.place_via(url, route)?;
+        let host_key = match &host {
+            Some(h) => h.clone(),
+            None => format!(
+                "{}:{}",
+                url.host_str().unwrap_or_default(),
+                url.port_or_known_default().unwrap_or(0)
+            ),
+        };
+        let placed = Placed {
+            url,
+            host,
+            host_key,
+        };
+        if let Some((origin, _, _)) = parts {
+            let _ = known.0.set((origin.to_string(), placed.clone()));
+        }
+        Ok(placed)
     }
 
     /// [`Outbound::place`], with `route` (when given) used instead of the configured routes.
@@ -486,6 +556,46 @@ mod tests {
         assert!(o.place("https://example.com/x").is_ok());
         let open = outbound(true, &[]);
         assert!(open.place("http://127.0.0.1:1/x").is_ok());
+    }
+
+    #[test]
+    fn a_known_origin_places_urls_exactly_as_parsing_them_whole_does() {
+        let urls = [
+            "https://api.example.com/v1/customers?phone=%2B4930123456",
+            "https://API.Example.com:443/v1/a%20b/c?x=1&y=%C3%BC",
+            "https://api.example.com/v1/../v2/./orders?",
+            "https://api.example.com/v1/ü/ö?q=ä ö",
+            "https://api.example.com/v1\\x/y?z",
+            "https://api.example.com/",
+            "https://api.example.com/v1/customers",
+            "https://user:pw@api.example.com:8443/v1?a=b?c",
+            "https://[2606:4700::1111]:8443/v1/x?y=1",
+            "https://shop.example.com/api/orders/1?x=%2B",
+        ];
+        for routes in [vec![], vec![("shop.example.com", "127.0.0.1:4000")]] {
+            let o = outbound(false, &routes);
+            for first in urls {
+                for url in urls {
+                    let known = KnownOrigin::default();
+                    let seeded = o.place_known(first, None, &known).unwrap();
+                    let whole = o.place(url).unwrap();
+                    let fast = o.place_known(url, None, &known).unwrap();
+                    assert_eq!(fast.url.as_str(), whole.0.as_str(), "{url} after {first}");
+                    assert_eq!(fast.host, whole.1, "{url} after {first}");
+                    if split_origin(first).map(|p| p.0) == split_origin(url).map(|p| p.0) {
+                        assert_eq!(fast.host_key, seeded.host_key);
+                    }
+                }
+            }
+        }
+        // A refused origin is never kept: every call is checked again.
+        let o = outbound(false, &[]);
+        let known = KnownOrigin::default();
+        for _ in 0..2 {
+            let refused = o.place_known("http://api.example.com/v1", None, &known);
+            assert_eq!(refused.unwrap_err().reason, Reason::Blocked);
+        }
+        assert!(known.0.get().is_none());
     }
 
     #[test]

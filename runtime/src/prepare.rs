@@ -136,6 +136,8 @@ pub(crate) struct PreparedRequest {
     pub header_names: Vec<HeaderName>,
     /// The name of an `auth header` header, parsed.
     pub auth_header_name: Option<HeaderName>,
+    /// The request's origin once placed (set by its first call).
+    pub origin: crate::outbound::KnownOrigin,
 }
 
 /// A step ready to execute (same order as `Action::steps`).
@@ -209,6 +211,7 @@ fn prepare_request(
     PreparedRequest {
         header_names,
         auth_header_name,
+        origin: Default::default(),
     }
 }
 
