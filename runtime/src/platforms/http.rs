@@ -200,8 +200,14 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let collected = Limited::new(body, max).collect();
-    match tokio::time::timeout(config.request_read_timeout, collected).await {
+    let mut collected = std::pin::pin!(Limited::new(body, max).collect());
+    // A small body usually arrives with the headers: read what is there without a timer (a
+    // timer costs two locks of tokio's timer wheel); wait for the rest under the timeout.
+    let read = match futures_util::FutureExt::now_or_never(collected.as_mut()) {
+        Some(read) => Ok(read),
+        None => tokio::time::timeout(config.request_read_timeout, collected).await,
+    };
+    match read {
         Err(_) => Err(error_reply(
             408,
             "timeout",
