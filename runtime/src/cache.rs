@@ -1,22 +1,26 @@
-//! The response cache (moka).
+//! The response cache (quick_cache).
 //!
-//! One cache per action with a `cache` block, bounded to `Config::cache_capacity` entries. The
-//! key is the values of the declared key inputs (as JSON), plus the call id for `scope call`
-//! (a `scope call` action called without `X-Call-Id` is not cached). Only mapped outputs of
-//! successful calls are stored; `say` is rendered per answer.
+//! One cache per action with a `cache` block, bounded to `Config::cache_capacity` entries
+//! (quick_cache: sharded, CLOCK-Pro-like eviction that keeps frequently read keys; no
+//! background work, no per-entry timers). The key is the values of the declared key inputs (as
+//! JSON), plus the call id for `scope call` (a `scope call` action called without `X-Call-Id`
+//! is not cached). Only mapped outputs of successful calls are stored; `say` is rendered per
+//! answer.
 //!
-//! `fresh` holds entries for `ttl` and coalesces concurrent misses of one key into one upstream
-//! call (moka's `try_get_with`, which hands the one result, success or not, to every waiter).
-//! With `stale_if_error`, `stale` keeps a copy for `ttl + stale_if_error`, read only when the
-//! upstream fails.
+//! `fresh` holds entries for `ttl` (an expired entry is never answered; it stays until
+//! evicted, replaced or its call ends) and coalesces concurrent misses of one key into one
+//! upstream exchange whose result, success or not, every waiting caller gets
+//! ([`ActionCache::get_or_load`], on quick_cache's placeholders). With `stale_if_error`, `stale`
+//! keeps a copy for `ttl + stale_if_error`, read only when the upstream fails.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mca_compiler::ir::{self, CacheScope};
-use moka::future::Cache;
 use serde_json::{Map, Value};
 
+use crate::execute::Miss;
 use crate::response::CallContext;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -63,28 +67,35 @@ impl Entry {
     }
 }
 
+/// What a cache holds for a key: an entry until it expires, or for a moment the failure of
+/// an exchange that concurrent callers waited for (handed to them, then removed).
+#[derive(Clone)]
+enum Slot {
+    Held { entry: Arc<Entry>, until: Instant },
+    Failed(Arc<Miss>),
+}
+
+type Store = quick_cache::sync::Cache<CacheKey, Slot>;
+
 pub(crate) struct ActionCache {
-    pub fresh: Cache<CacheKey, Arc<Entry>>,
-    pub stale: Option<Cache<CacheKey, Arc<Entry>>>,
+    fresh: Store,
+    stale: Option<Store>,
+    ttl: Duration,
+    /// `ttl + stale_if_error`: how long the stale copy is kept.
+    stale_for: Duration,
     decl: ir::Cache,
 }
 
 impl ActionCache {
     fn new(decl: &ir::Cache, capacity: u64) -> ActionCache {
-        let build = |ttl: Duration| {
-            let builder = Cache::builder().max_capacity(capacity).time_to_live(ttl);
-            if decl.scope == CacheScope::Call {
-                builder.support_invalidation_closures().build()
-            } else {
-                builder.build()
-            }
-        };
+        let capacity = usize::try_from(capacity.max(1)).unwrap_or(usize::MAX);
         let ttl = Duration::from_millis(decl.ttl_ms.max(1));
+        let stale_for = ttl + Duration::from_millis(decl.stale_if_error_ms.unwrap_or(0));
         ActionCache {
-            fresh: build(ttl),
-            stale: decl
-                .stale_if_error_ms
-                .map(|s| build(ttl + Duration::from_millis(s))),
+            fresh: Store::new(capacity),
+            stale: decl.stale_if_error_ms.map(|_| Store::new(capacity)),
+            ttl,
+            stale_for,
             decl: decl.clone(),
         }
     }
@@ -107,16 +118,76 @@ impl ActionCache {
         })
     }
 
-    pub(crate) async fn store_stale(&self, key: CacheKey, entry: Arc<Entry>) {
-        if let Some(stale) = &self.stale {
-            stale.insert(key, entry).await;
+    /// The fresh entry held for `key`, if any.
+    pub(crate) fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        held(self.fresh.get(key)?)
+    }
+
+    /// The fresh entry for `key`: one held, the result of a concurrent caller's exchange for
+    /// the same key (success or failure: concurrent misses make one upstream exchange), or
+    /// else `load`'s, which is then held for `ttl`. `true` with an entry this caller loaded.
+    /// A caller that stops waiting (its deadline) drops its part only: when the loader goes
+    /// away, one of the waiters loads instead.
+    pub(crate) async fn get_or_load(
+        &self,
+        key: &CacheKey,
+        load: impl Future<Output = Result<Arc<Entry>, Miss>>,
+    ) -> Result<(Arc<Entry>, bool), Arc<Miss>> {
+        let guard = loop {
+            match self.fresh.get_value_or_guard_async(key).await {
+                Ok(Slot::Failed(miss)) => return Err(miss),
+                Ok(slot) => match held(slot) {
+                    Some(entry) => return Ok((entry, false)),
+                    // Expired: dropped (unless replaced meanwhile), then loaded again.
+                    None => {
+                        self.fresh.remove_if(key, |s| held(s.clone()).is_none());
+                    }
+                },
+                Err(guard) => break guard,
+            }
+        };
+        match load.await {
+            Ok(entry) => {
+                let until = Instant::now() + self.ttl;
+                let _ = guard.insert(Slot::Held {
+                    entry: entry.clone(),
+                    until,
+                });
+                Ok((entry, true))
+            }
+            Err(miss) => {
+                let miss = Arc::new(miss);
+                let _ = guard.insert(Slot::Failed(miss.clone()));
+                // The waiters have it; later callers try again.
+                self.fresh.remove_if(
+                    key,
+                    |s| matches!(s, Slot::Failed(m) if Arc::ptr_eq(m, &miss)),
+                );
+                Err(miss)
+            }
         }
     }
 
+    /// Keeps a copy for `ttl + stale_if_error`, for when the upstream fails later.
+    pub(crate) fn store_stale(&self, key: CacheKey, entry: Arc<Entry>) {
+        if let Some(stale) = &self.stale {
+            let until = Instant::now() + self.stale_for;
+            stale.insert(key, Slot::Held { entry, until });
+        }
+    }
+
+    /// The expired entry `stale_if_error` still allows, if any.
+    pub(crate) fn get_stale(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        held(self.stale.as_ref()?.get(key)?)
+    }
+
+    fn stores(&self) -> impl Iterator<Item = &Store> {
+        std::iter::once(&self.fresh).chain(self.stale.as_ref())
+    }
+
     fn invalidate_all(&self) {
-        self.fresh.invalidate_all();
-        if let Some(s) = &self.stale {
-            s.invalidate_all();
+        for store in self.stores() {
+            store.clear();
         }
     }
 
@@ -124,42 +195,30 @@ impl ActionCache {
         if self.decl.scope != CacheScope::Call {
             return;
         }
-        for cache in std::iter::once(&self.fresh).chain(self.stale.as_ref()) {
-            // The call's keys, found before the predicate hides them; removed at once below so
-            // that nothing of the call stays in memory until moka's next maintenance.
-            let keys: Vec<Arc<CacheKey>> = cache
-                .iter()
-                .filter(|(k, _)| k.call.as_deref() == Some(id))
-                .map(|(k, _)| k)
-                .collect();
-            let owned = id.to_string();
-            // Cannot fail: invalidation closures are enabled for call-scoped caches.
-            let _ = cache.invalidate_entries_if(move |k, _| k.call.as_deref() == Some(&owned));
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let cache = cache.clone();
-                handle.spawn(async move {
-                    for k in keys {
-                        cache.invalidate(k.as_ref()).await;
-                    }
-                    cache.run_pending_tasks().await;
-                });
-            }
+        for store in self.stores() {
+            store.retain(|k, _| k.call.as_deref() != Some(id));
         }
     }
 
-    /// Entries really held (after pending maintenance), and how many of them are visible for
-    /// the call.
-    async fn footprint(&self, id: &str) -> (u64, usize) {
+    /// Entries held, and how many of them are the call's.
+    fn footprint(&self, id: &str) -> (u64, usize) {
         let (mut held, mut of_call) = (0, 0);
-        for cache in std::iter::once(&self.fresh).chain(self.stale.as_ref()) {
-            cache.run_pending_tasks().await;
-            held += cache.entry_count();
-            of_call += cache
+        for store in self.stores() {
+            held += store.len() as u64;
+            of_call += store
                 .iter()
                 .filter(|(k, _)| k.call.as_deref() == Some(id))
                 .count();
         }
         (held, of_call)
+    }
+}
+
+/// The entry of a slot that holds one that has not expired.
+fn held(slot: Slot) -> Option<Arc<Entry>> {
+    match slot {
+        Slot::Held { entry, until } if Instant::now() < until => Some(entry),
+        _ => None,
     }
 }
 
@@ -197,14 +256,94 @@ impl Caches {
         }
     }
 
-    /// Entries held in every cache, and how many are visible for the call.
-    pub(crate) async fn footprint(&self, id: &str) -> (u64, usize) {
+    /// Entries held in every cache, and how many are the call's.
+    pub(crate) fn footprint(&self, id: &str) -> (u64, usize) {
         let (mut held, mut of_call) = (0, 0);
         for c in self.by_action.values() {
-            let (h, o) = c.footprint(id).await;
+            let (h, o) = c.footprint(id);
             held += h;
             of_call += o;
         }
         (held, of_call)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(ttl_ms: u64, capacity: u64) -> ActionCache {
+        let decl = ir::Cache {
+            ttl_ms,
+            key: vec!["id".into()],
+            scope: CacheScope::Global,
+            stale_if_error_ms: None,
+        };
+        ActionCache::new(&decl, capacity)
+    }
+
+    fn key(k: &str) -> CacheKey {
+        CacheKey {
+            call: None,
+            key: k.into(),
+        }
+    }
+
+    fn entry(status: u16) -> Arc<Entry> {
+        Arc::new(Entry::of_values(vec![Value::from(status)], Some(status)))
+    }
+
+    async fn load(c: &ActionCache, k: &str, status: u16) -> (Option<u16>, bool) {
+        let (e, loaded) = c
+            .get_or_load(&key(k), async { Ok(entry(status)) })
+            .await
+            .expect("loaded");
+        (e.status, loaded)
+    }
+
+    #[tokio::test]
+    async fn a_loaded_entry_is_held_until_it_expires_then_loaded_again() {
+        let c = cache(50, 10);
+        assert_eq!(load(&c, "a", 200).await, (Some(200), true));
+        assert_eq!(load(&c, "a", 201).await, (Some(200), false));
+        assert_eq!(c.get(&key("a")).and_then(|e| e.status), Some(200));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(c.get(&key("a")).is_none(), "expired entries are not answered");
+        assert_eq!(load(&c, "a", 202).await, (Some(202), true));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_waiter_loads_itself_when_the_loader_goes_away() {
+        let c = Arc::new(cache(60_000, 10));
+        let loader = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.get_or_load(&key("a"), std::future::pending()).await.ok();
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { load(&c, "a", 200).await })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!waiter.is_finished(), "the waiter waits for the loader");
+        loader.abort();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter is not left hanging")
+            .expect("no panic");
+        assert_eq!(got, (Some(200), true));
+    }
+
+    #[tokio::test]
+    async fn entries_beyond_the_capacity_are_evicted() {
+        let c = cache(60_000, 100);
+        for i in 0..2_000 {
+            load(&c, &i.to_string(), 200).await;
+        }
+        let (held, _) = c.footprint("");
+        assert!(held <= 110, "{held} entries held for a capacity of 100");
+        assert!(held >= 50, "{held} entries held for a capacity of 100");
     }
 }

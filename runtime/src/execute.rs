@@ -10,7 +10,7 @@
 //!    otherwise (or when mapping fails) a stale cache entry if `stale_if_error` allows, else the
 //!    `fallback` with its reason. Without a `fallback`, a failure is an error answer (502).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -385,7 +385,7 @@ impl Runtime {
                 Err(_) => Err(timed_out(&attempts)),
             };
         };
-        if let Some(entry) = cache.fresh.get(&key).await {
+        if let Some(entry) = cache.get(&key) {
             self.metrics.cache(&action.name, true);
             return Ok(Fresh {
                 entry,
@@ -394,16 +394,14 @@ impl Runtime {
             });
         }
         self.metrics.cache(&action.name, false);
-        let ran = AtomicBool::new(false);
-        let init = async {
-            ran.store(true, Ordering::Relaxed);
+        let load = async {
             self.fetch(prep, inputs, call, deadline, &attempts)
                 .await
                 .map(Arc::new)
         };
-        match timeout_at(deadline, cache.fresh.try_get_with(key.clone(), init)).await {
-            Ok(Ok(entry)) if ran.load(Ordering::Relaxed) => {
-                cache.store_stale(key, entry.clone()).await;
+        match timeout_at(deadline, cache.get_or_load(&key, load)).await {
+            Ok(Ok((entry, true))) => {
+                cache.store_stale(key, entry.clone());
                 Ok(Fresh {
                     detail: own_detail(&entry, &attempts),
                     entry,
@@ -411,7 +409,7 @@ impl Runtime {
                 })
             }
             // Another caller's exchange produced it.
-            Ok(Ok(entry)) => Ok(Fresh {
+            Ok(Ok((entry, false))) => Ok(Fresh {
                 entry,
                 cached: true,
                 detail: Detail::default(),
@@ -429,8 +427,7 @@ impl Runtime {
         call: &CallContext,
     ) -> Option<Arc<Entry>> {
         let cache = self.caches.get(&prep.action.name)?;
-        let key = cache.key(inputs, call)?;
-        cache.stale.as_ref()?.get(&key).await
+        cache.get_stale(&cache.key(inputs, call)?)
     }
 
     /// The `ok` answer for mapped outputs, with `say` rendered.
@@ -980,7 +977,7 @@ impl Runtime {
     /// What the runtime still holds of a call (after `DELETE /calls/{id}`: nothing).
     #[doc(hidden)]
     pub async fn call_footprint(&self, call_id: &str) -> crate::hooks::CallFootprint {
-        let (held, of_call) = self.caches.footprint(call_id).await;
+        let (held, of_call) = self.caches.footprint(call_id);
         crate::hooks::CallFootprint {
             cache_entries_held: held,
             cache_entries_of_call: of_call,
