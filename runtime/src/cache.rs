@@ -308,7 +308,10 @@ mod tests {
         assert_eq!(load(&c, "a", 201).await, (Some(200), false));
         assert_eq!(c.get(&key("a")).and_then(|e| e.status), Some(200));
         tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(c.get(&key("a")).is_none(), "expired entries are not answered");
+        assert!(
+            c.get(&key("a")).is_none(),
+            "expired entries are not answered"
+        );
         assert_eq!(load(&c, "a", 202).await, (Some(202), true));
     }
 
