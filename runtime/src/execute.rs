@@ -738,10 +738,20 @@ impl Runtime {
                 builder = builder.form(&pairs);
             }
         }
-        let request = builder
-            .headers(headers)
+        let mut request = builder
             .build()
             .map_err(|e| Failure::new(Reason::InvalidRequest, crate::outbound::error_text(&e)))?;
+        // Our headers become the request's map as they are (merging them in one by one, as
+        // `RequestBuilder::headers` does, rehashes each); what the builder set (basic auth, a
+        // form's content type) is kept unless ours name it too.
+        let set_by_builder = std::mem::replace(request.headers_mut(), headers);
+        for name in set_by_builder.keys() {
+            if !request.headers().contains_key(name) {
+                for value in set_by_builder.get_all(name) {
+                    request.headers_mut().append(name.clone(), value.clone());
+                }
+            }
+        }
         Ok(Built {
             request,
             host_key,

@@ -311,7 +311,11 @@ impl<'de> Visitor<'de> for Pruned<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut members = Map::new();
+        // At most the members read by name are kept (unless every member is read).
+        let mut members = match self.0.values {
+            None => Map::with_capacity(self.0.members.len()),
+            Some(_) => Map::new(),
+        };
         while let Some(read) = map.next_key_seed(Member(self.0))? {
             match read {
                 Some((name, need)) => {

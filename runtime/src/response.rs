@@ -141,7 +141,14 @@ impl ActionResponse {
     /// [`ActionResponse::to_json`] as bytes, serialized directly (the server's body).
     pub fn to_json_bytes(&self) -> Vec<u8> {
         match self {
-            ActionResponse::Answer(a) => serde_json::to_vec(a).unwrap_or_else(|_| b"null".to_vec()),
+            ActionResponse::Answer(a) => {
+                // Most answers fit: one allocation instead of a doubling series.
+                let mut out = Vec::with_capacity(512);
+                match serde_json::to_writer(&mut out, a) {
+                    Ok(()) => out,
+                    Err(_) => b"null".to_vec(),
+                }
+            }
             ActionResponse::Error(e) => e.to_json().to_string().into_bytes(),
         }
     }
