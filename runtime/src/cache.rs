@@ -339,6 +339,39 @@ mod tests {
         assert_eq!(got, (Some(200), true));
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn invalidation_and_a_call_ending_during_a_load_break_neither_loader_nor_waiters() {
+        let decl = ir::Cache {
+            ttl_ms: 60_000,
+            key: vec!["id".into()],
+            scope: CacheScope::Call,
+            stale_if_error_ms: Some(60_000),
+        };
+        let c = Arc::new(ActionCache::new(&decl, 10));
+        let of_call = CacheKey {
+            call: Some("call-1".into()),
+            key: "a".into(),
+        };
+        let slow = move |c: Arc<ActionCache>| async move {
+            c.get_or_load(&of_call, async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(entry(200))
+            })
+            .await
+            .map(|(e, loaded)| (e.status, loaded))
+            .ok()
+        };
+        let loader = tokio::spawn(slow.clone()(c.clone()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiter = tokio::spawn(slow(c.clone()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.invalidate_all();
+        c.end_call("call-1");
+        let (loader, waiter) = (loader.await.unwrap(), waiter.await.unwrap());
+        assert_eq!(loader, Some((Some(200), true)));
+        assert_eq!(waiter.map(|w| w.0), Some(Some(200)));
+    }
+
     #[tokio::test]
     async fn entries_beyond_the_capacity_are_evicted() {
         let c = cache(60_000, 100);

@@ -637,6 +637,11 @@ impl Plan {
 /// from the end; other types select nothing).
 fn child<'a>(node: &'a Value, step: &Step) -> Option<&'a Value> {
     match (step, node) {
+        // A small object is searched in order: cheaper than hashing the name with SipHash
+        // (the hasher of `serde_json::Map`); names are unique, so the same member is found.
+        (Step::Name(name), Value::Object(members)) if members.len() <= 8 => {
+            members.iter().find_map(|(k, v)| (k == name).then_some(v))
+        }
         (Step::Name(name), Value::Object(members)) => members.get(name),
         (Step::Index(i), Value::Array(items)) => {
             let i = if *i < 0 {
