@@ -177,7 +177,10 @@ impl Runtime {
             Ok(r) => r,
             Err(_) => Err(crate::outbound::Failure::new(
                 Reason::Timeout,
-                format!("no answer within {} ms", step.request.timeout_ms),
+                format!(
+                    "no answer within the timeout of {} ms",
+                    step.request.timeout_ms
+                ),
             )),
         };
         let outcome = |o: &ir::Outcome| -> Map<String, Value> {
