@@ -207,7 +207,7 @@ impl Runtime {
         arrived: std::time::Instant,
     ) -> ActionResponse {
         let start = Instant::from_std(arrived);
-        let Some(prep) = self.actions.get(action).cloned() else {
+        let Some(prep) = self.actions.get(action) else {
             return ActionResponse::Error(ErrorBody::new(
                 404,
                 "unknown_action",
@@ -221,7 +221,7 @@ impl Runtime {
             action = %prep.action.name,
             call_id = call.id.as_deref().unwrap_or("")
         );
-        self.run(&prep, inputs, call, start).instrument(span).await
+        self.run(prep, inputs, call, start).instrument(span).await
     }
 
     async fn run(
