@@ -1,7 +1,7 @@
 //! The response cache (quick_cache).
 //!
 //! One cache per action with a `cache` block, bounded to `Config::cache_capacity` entries
-//! (quick_cache: sharded, CLOCK-Pro-like eviction that keeps frequently read keys; no
+//! (quick_cache: sharded, scan-resistant S3-FIFO eviction that keeps frequently read keys; no
 //! background work, no per-entry timers). The key is the values of the declared key inputs (as
 //! JSON), plus the call id for `scope call` (a `scope call` action called without `X-Call-Id`
 //! is not cached). Only mapped outputs of successful calls are stored; `say` is rendered per
