@@ -25,6 +25,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mca_compiler::ir::Reason;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
@@ -90,17 +91,23 @@ pub(crate) struct Breakers {
     hosts: Mutex<crate::NameMap<Arc<Mutex<Host>>>>,
 }
 
-/// Admission of one call to a host; its attempts are reported through it.
+/// Admission of one call to a host; its attempts are reported through it, to the breaker and
+/// to the action's attempt metrics.
 pub(crate) struct Permit<'a> {
     breakers: &'a Breakers,
     metrics: &'a Metrics,
     key: String,
+    /// The action whose call this is (the label of its attempt metrics).
+    action: &'a str,
     host: Arc<Mutex<Host>>,
     /// This call is the half-open probe.
     probe: bool,
-    /// The deadline of the attempt in flight, if one is: dropped after it, the attempt was cut
-    /// by the deadline (a failure); dropped before it, the caller went away (not counted).
-    pending: Option<Instant>,
+    /// Attempts begun.
+    attempts: u32,
+    /// The attempt in flight, if one is: its deadline and when it began. Dropped after the
+    /// deadline, the attempt was cut by it (a timeout, a failure); dropped before it, the
+    /// caller went away (not counted).
+    pending: Option<(Instant, Instant)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,8 +136,14 @@ impl Breakers {
         h
     }
 
-    /// Lets a call to `key` through, or refuses it (`None`) while the host's breaker is open.
-    pub(crate) fn admit<'a>(&'a self, key: &str, metrics: &'a Metrics) -> Option<Permit<'a>> {
+    /// Lets a call of `action` to `key` through, or refuses it (`None`) while the host's
+    /// breaker is open.
+    pub(crate) fn admit<'a>(
+        &'a self,
+        key: &str,
+        action: &'a str,
+        metrics: &'a Metrics,
+    ) -> Option<Permit<'a>> {
         let host = self.host(key);
         let mut probe = false;
         {
@@ -154,8 +167,10 @@ impl Breakers {
             breakers: self,
             metrics,
             key: key.to_string(),
+            action,
             host,
             probe,
+            attempts: 0,
             pending: None,
         })
     }
@@ -199,12 +214,21 @@ impl Permit<'_> {
                 h.budget = (h.budget + ratio).min(config.retry_cap.max(config.retry_reserve));
             }
         }
-        self.pending = Some(deadline);
+        self.attempts += 1;
+        self.pending = Some((deadline, Instant::now()));
     }
 
-    /// The attempt ended: `failed` for connection errors, timeouts, 429 and 5xx.
-    pub(crate) fn end(&mut self, failed: bool) {
-        self.pending = None;
+    /// The attempt ended with `result` (a status, or the failure's reason); `failed` for
+    /// connection errors, timeouts, 429 and 5xx.
+    pub(crate) fn end(&mut self, failed: bool, result: Result<u16, &str>) {
+        if let Some((_, started)) = self.pending.take() {
+            let took = started.elapsed();
+            tracing::debug!(attempt = self.attempts, result = %match result {
+                Ok(status) => format!("{}xx", status / 100),
+                Err(reason) => reason.to_string(),
+            }, took_ms = took.as_millis() as u64, "upstream attempt");
+            self.metrics.attempt(self.action, result, took);
+        }
         let config = &self.breakers.config;
         let mut h = lock(&self.host);
         let before = h.state;
@@ -243,7 +267,9 @@ impl Drop for Permit<'_> {
     fn drop(&mut self) {
         match self.pending {
             // Cut by the deadline: the upstream did not answer in time.
-            Some(deadline) if Instant::now() >= deadline => return self.end(true),
+            Some((deadline, _)) if Instant::now() >= deadline => {
+                return self.end(true, Err(Reason::Timeout.as_str()))
+            }
             // The caller went away first: nothing is known of the host.
             Some(_) => self.pending = None,
             None => {}
@@ -278,9 +304,9 @@ mod tests {
     }
 
     fn fail_call(b: &Breakers, m: &Metrics) {
-        let mut p = b.admit("h", m).expect("admitted");
+        let mut p = b.admit("h", "a", m).expect("admitted");
         p.begin(true, later());
-        p.end(true);
+        p.end(true, Err("connect"));
     }
 
     #[test]
@@ -290,23 +316,23 @@ mod tests {
         fail_call(&b, &m);
         fail_call(&b, &m);
         // A success resets the count.
-        let mut p = b.admit("h", &m).unwrap();
+        let mut p = b.admit("h", "a", &m).unwrap();
         p.begin(true, later());
-        p.end(false);
+        p.end(false, Ok(200));
         drop(p);
         for _ in 0..3 {
             fail_call(&b, &m);
         }
         assert_eq!(b.state("h"), "open");
-        assert!(b.admit("h", &m).is_none());
+        assert!(b.admit("h", "a", &m).is_none());
         std::thread::sleep(Duration::from_millis(60));
-        let mut probe = b.admit("h", &m).expect("probe");
+        let mut probe = b.admit("h", "a", &m).expect("probe");
         assert_eq!(b.state("h"), "half_open");
-        assert!(b.admit("h", &m).is_none(), "one probe at a time");
+        assert!(b.admit("h", "a", &m).is_none(), "one probe at a time");
         probe.begin(true, later());
-        probe.end(false);
+        probe.end(false, Ok(200));
         assert_eq!(b.state("h"), "closed");
-        assert!(b.admit("h", &m).is_some());
+        assert!(b.admit("h", "a", &m).is_some());
     }
 
     #[test]
@@ -318,7 +344,7 @@ mod tests {
         fail_call(&b, &m);
         assert_eq!(b.state("h"), "open");
         std::thread::sleep(Duration::from_millis(60));
-        let mut probe = b.admit("h", &m).unwrap();
+        let mut probe = b.admit("h", "a", &m).unwrap();
         probe.begin(true, Instant::now());
         drop(probe); // cut by its deadline
         assert_eq!(b.state("h"), "open");
@@ -331,7 +357,7 @@ mod tests {
         // Many callers hang up while their attempts are in flight (a load generator stopping,
         // a platform giving up on its webhook): the host did nothing wrong.
         for _ in 0..10 {
-            let mut p = b.admit("h", &m).unwrap();
+            let mut p = b.admit("h", "a", &m).unwrap();
             p.begin(true, later());
             drop(p);
         }
@@ -339,19 +365,19 @@ mod tests {
         // Nor do they break a run of real failures.
         fail_call(&b, &m);
         fail_call(&b, &m);
-        let mut p = b.admit("h", &m).unwrap();
+        let mut p = b.admit("h", "a", &m).unwrap();
         p.begin(true, later());
         drop(p);
         fail_call(&b, &m);
         assert_eq!(b.state("h"), "open");
         // An abandoned probe lets the next call probe.
         std::thread::sleep(Duration::from_millis(60));
-        let mut probe = b.admit("h", &m).expect("probe");
+        let mut probe = b.admit("h", "a", &m).expect("probe");
         probe.begin(true, later());
         drop(probe);
-        let mut next = b.admit("h", &m).expect("the next call probes");
+        let mut next = b.admit("h", "a", &m).expect("the next call probes");
         next.begin(true, later());
-        next.end(false);
+        next.end(false, Ok(200));
         assert_eq!(b.state("h"), "closed");
     }
 
@@ -361,7 +387,7 @@ mod tests {
         let b = breakers(0, 1000);
         let (mut attempts, calls) = (0u32, 1000u32);
         for _ in 0..calls {
-            let mut p = b.admit("h", &m).unwrap();
+            let mut p = b.admit("h", "a", &m).unwrap();
             // Every call wants 3 retries of a failing host.
             for n in 0..4 {
                 if n > 0 && !p.allow_retry() {
@@ -369,7 +395,7 @@ mod tests {
                 }
                 p.begin(n == 0, later());
                 attempts += 1;
-                p.end(true);
+                p.end(true, Err("connect"));
             }
         }
         let per_call = f64::from(attempts) / f64::from(calls);

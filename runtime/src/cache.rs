@@ -120,7 +120,7 @@ impl ActionCache {
 
     /// The fresh entry held for `key`, if any.
     pub(crate) fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        held(self.fresh.get(key)?)
+        live(&self.fresh.get(key)?).cloned()
     }
 
     /// The fresh entry for `key`: one held, the result of a concurrent caller's exchange for
@@ -136,11 +136,11 @@ impl ActionCache {
         let guard = loop {
             match self.fresh.get_value_or_guard_async(key).await {
                 Ok(Slot::Failed(miss)) => return Err(miss),
-                Ok(slot) => match held(slot) {
-                    Some(entry) => return Ok((entry, false)),
+                Ok(slot) => match live(&slot) {
+                    Some(entry) => return Ok((entry.clone(), false)),
                     // Expired: dropped (unless replaced meanwhile), then loaded again.
                     None => {
-                        self.fresh.remove_if(key, |s| held(s.clone()).is_none());
+                        self.fresh.remove_if(key, |s| live(s).is_none());
                     }
                 },
                 Err(guard) => break guard,
@@ -178,7 +178,7 @@ impl ActionCache {
 
     /// The expired entry `stale_if_error` still allows, if any.
     pub(crate) fn get_stale(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        held(self.stale.as_ref()?.get(key)?)
+        live(&self.stale.as_ref()?.get(key)?).cloned()
     }
 
     fn stores(&self) -> impl Iterator<Item = &Store> {
@@ -215,9 +215,9 @@ impl ActionCache {
 }
 
 /// The entry of a slot that holds one that has not expired.
-fn held(slot: Slot) -> Option<Arc<Entry>> {
+fn live(slot: &Slot) -> Option<&Arc<Entry>> {
     match slot {
-        Slot::Held { entry, until } if Instant::now() < until => Some(entry),
+        Slot::Held { entry, until } if Instant::now() < *until => Some(entry),
         _ => None,
     }
 }
@@ -272,14 +272,23 @@ impl Caches {
 mod tests {
     use super::*;
 
-    fn cache(ttl_ms: u64, capacity: u64) -> ActionCache {
+    fn cache_of(
+        ttl_ms: u64,
+        capacity: u64,
+        scope: CacheScope,
+        stale_if_error_ms: Option<u64>,
+    ) -> ActionCache {
         let decl = ir::Cache {
             ttl_ms,
             key: vec!["id".into()],
-            scope: CacheScope::Global,
-            stale_if_error_ms: None,
+            scope,
+            stale_if_error_ms,
         };
         ActionCache::new(&decl, capacity)
+    }
+
+    fn cache(ttl_ms: u64, capacity: u64) -> ActionCache {
+        cache_of(ttl_ms, capacity, CacheScope::Global, None)
     }
 
     fn key(k: &str) -> CacheKey {
@@ -341,13 +350,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn invalidation_and_a_call_ending_during_a_load_break_neither_loader_nor_waiters() {
-        let decl = ir::Cache {
-            ttl_ms: 60_000,
-            key: vec!["id".into()],
-            scope: CacheScope::Call,
-            stale_if_error_ms: Some(60_000),
-        };
-        let c = Arc::new(ActionCache::new(&decl, 10));
+        let c = Arc::new(cache_of(60_000, 10, CacheScope::Call, Some(60_000)));
         let of_call = CacheKey {
             call: Some("call-1".into()),
             key: "a".into(),

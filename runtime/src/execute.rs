@@ -787,7 +787,10 @@ impl Runtime {
             1
         };
         // The host's circuit breaker: while it is open, fall back without a request.
-        let Some(mut permit) = self.breakers.admit(&built.host_key, &self.metrics) else {
+        let Some(mut permit) = self
+            .breakers
+            .admit(&built.host_key, action_name, &self.metrics)
+        else {
             return Err(Failure::new(
                 Reason::CircuitOpen,
                 format!(
@@ -834,21 +837,13 @@ impl Runtime {
                 None => deadline,
             };
             permit.begin(std::mem::take(&mut first), per_try_deadline);
-            let started = Instant::now();
             let exchange = self.outbound.send(request, req.max_response_bytes);
             // A caller that drops this future at `deadline` bounds a full-length attempt
             // itself: one timer per exchange instead of two (each costs two locks of tokio's
             // timer wheel, contended between the workers under load).
             let result = if bounded && per_try_deadline >= deadline {
-                let cut = CutAttempt {
-                    metrics: &self.metrics,
-                    action: action_name,
-                    started,
-                    deadline,
-                };
-                let result = exchange.await;
-                std::mem::forget(cut);
-                result
+                // The permit counts the attempt as a timeout if the caller's timer cuts it.
+                exchange.await
             } else {
                 match timeout_at(per_try_deadline, exchange).await {
                     Ok(r) => r,
@@ -866,19 +861,13 @@ impl Runtime {
                     )),
                 }
             };
-            let label = match &result {
-                Ok(r) => Ok(r.status),
-                Err(f) => Err(f.reason.as_str()),
-            };
-            permit.end(match &result {
-                Ok(r) => r.status == 429 || r.status >= 500,
-                Err(f) => matches!(f.reason, Reason::Connect | Reason::Timeout),
-            });
-            tracing::debug!(attempt = n, result = %match label {
-                Ok(status) => format!("{}xx", status / 100),
-                Err(reason) => reason.to_string(),
-            }, took_ms = started.elapsed().as_millis() as u64, "upstream attempt");
-            self.metrics.attempt(action_name, label, started.elapsed());
+            match &result {
+                Ok(r) => permit.end(r.status == 429 || r.status >= 500, Ok(r.status)),
+                Err(f) => permit.end(
+                    matches!(f.reason, Reason::Connect | Reason::Timeout),
+                    Err(f.reason.as_str()),
+                ),
+            }
 
             let delay = match &result {
                 Ok(r) if r.status == 401 && !reauthorized => {
@@ -913,32 +902,6 @@ impl Runtime {
             }
             self.metrics.retry(action_name);
             tokio::time::sleep(delay).await;
-        }
-    }
-}
-
-/// An attempt in flight without a timer of its own: dropped at or after its deadline (the
-/// caller's timer cut it), it is counted as the timeout it was.
-struct CutAttempt<'a> {
-    metrics: &'a Metrics,
-    action: &'a str,
-    started: Instant,
-    deadline: Instant,
-}
-
-impl Drop for CutAttempt<'_> {
-    fn drop(&mut self) {
-        if Instant::now() >= self.deadline {
-            tracing::debug!(
-                result = "timeout",
-                took_ms = self.started.elapsed().as_millis() as u64,
-                "upstream attempt"
-            );
-            self.metrics.attempt(
-                self.action,
-                Err(Reason::Timeout.as_str()),
-                self.started.elapsed(),
-            );
         }
     }
 }

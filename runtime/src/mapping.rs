@@ -867,8 +867,9 @@ mod tests {
             1 => json!(rng.i64(-3..6)),
             2 => json!(["open", "closed", "x"][rng.usize(0..3)]),
             3 => json!(rng.bool()),
+            // Up to 12 members: objects past 8 are searched by hash, smaller ones in order.
             4 | 5 => Value::Object(
-                (0..rng.usize(0..5))
+                (0..rng.usize(0..13))
                     .map(|_| {
                         let name = NAMES[rng.usize(0..NAMES.len())].to_string();
                         (name, generated(rng, depth - 1))

@@ -94,15 +94,7 @@ async fn repeated_failures_open_the_circuit_calls_fall_back_at_once_and_a_probe_
     }
     assert_eq!(stub.request_count(), 4);
 
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     for line in [
         "mca_breaker_rejected_total{host=",
         "mca_breaker_transitions_total{host=",
@@ -362,15 +354,7 @@ async fn past_max_in_flight_calls_are_shed_with_a_fast_503() {
     // Capacity is back.
     let (status, _) = call(&server, "a", json!({"id": "y"}), None).await;
     assert_eq!(status, 200);
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     assert!(
         metrics.contains("mca_shed_total{route=\"post\"} 10"),
         "{metrics}"

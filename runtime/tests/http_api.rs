@@ -251,14 +251,7 @@ async fn metrics_count_calls_by_outcome_latency_retries_and_cache() {
     call(&server, "m", json!({"id": "1"}), None).await;
     call(&server, "m", json!({"id": "1"}), None).await;
     call(&server, "m", json!({"id": 5}), None).await;
-    let resp = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
+    let text = metrics_text(&server).await;
     for line in [
         "mca_action_calls_total{action=\"m\",outcome=\"ok\"} 2",
         "mca_action_calls_total{action=\"m\",outcome=\"invalid_input\"} 1",
@@ -288,15 +281,7 @@ async fn metrics_count_an_attempt_cut_by_the_deadline_as_a_timeout() {
     .await;
     let (status, body) = call(&server, "h", json!({"id": "1"}), None).await;
     assert_eq!((status, body["reason"].as_str()), (200, Some("timeout")));
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&server).await;
     for line in [
         "mca_upstream_attempts_total{action=\"h\",result=\"timeout\"} 1",
         "mca_upstream_duration_seconds_count{action=\"h\"} 1",

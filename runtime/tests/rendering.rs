@@ -66,6 +66,37 @@ async fn a_header_value_with_a_line_break_is_refused_before_any_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_declared_header_replaces_the_one_a_form_body_sets() {
+    let mut a = post_action("a");
+    a.req().body = Some(Body::Form {
+        fields: vec![Param {
+            name: "id".into(),
+            value: input_ref("id"),
+        }],
+    });
+    a.req().headers.push(Param {
+        name: "Content-Type".into(),
+        value: mca_compiler::ir::Expr::Literal(json!(
+            "application/x-www-form-urlencoded; charset=utf-8"
+        )),
+    });
+    let (stub, body) = run(a, json!({"id": "1"})).await;
+    assert_eq!(body["status"], "ok", "{body}");
+    let req = &stub.requests()[0];
+    let content_types: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        content_types,
+        ["application/x-www-form-urlencoded; charset=utf-8"]
+    );
+    assert_eq!(&req.body[..], b"id=1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn json_bodies_are_built_as_values_never_spliced() {
     let mut a = post_action("a");
     a.inputs.push(mca_compiler::ir::Input {

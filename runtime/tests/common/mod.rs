@@ -270,6 +270,18 @@ pub fn client() -> reqwest::Client {
 }
 
 /// POSTs `body` to `/actions/{action}` with an optional call id; returns status and JSON.
+/// The server's `GET /metrics` text (asserting it answered 200).
+pub async fn metrics_text(server: &Running) -> String {
+    let resp = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap()
+}
+
 pub async fn call(
     server: &Running,
     action: &str,
