@@ -47,24 +47,24 @@ impl Mapping {
     }
 
     /// Parses a response body (blank: null) into what the outputs read.
-    pub(crate) fn parse(&self, body: &[u8]) -> serde_json::Result<Value> {
+    pub(crate) fn parse<'m>(&'m self, body: &[u8]) -> serde_json::Result<Node<'m>> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
+            return Ok(Node::Null);
         }
         let mut de = serde_json::Deserializer::from_slice(body);
-        let value = Pruned(&self.reads).deserialize(&mut de)?;
+        let node = Pruned(&self.reads).deserialize(&mut de)?;
         de.end()?;
-        Ok(value)
+        Ok(node)
     }
 
     /// The outputs of a parsed body.
-    pub(crate) fn map(&self, body: &Value) -> Result<Map<String, Value>, String> {
-        map_outputs(&self.outputs, body)
+    pub(crate) fn map<'a>(&self, body: impl Into<At<'a>>) -> Result<Map<String, Value>, String> {
+        map_outputs(&self.outputs, body.into())
     }
 
     /// The values of the outputs of a parsed body, in the outputs' order.
-    pub(crate) fn values(&self, body: &Value) -> Result<Vec<Value>, String> {
-        output_values(&self.outputs, body)
+    pub(crate) fn values<'a>(&self, body: impl Into<At<'a>>) -> Result<Vec<Value>, String> {
+        output_values(&self.outputs, body.into())
     }
 }
 
@@ -238,10 +238,324 @@ impl Need {
     }
 }
 
+/// A response body parsed into what the outputs read ([`Mapping::parse`]), the way a typed
+/// struct is deserialized: an object keeps only the members read by name, named by the
+/// [`Need`]'s own strings (no key allocated, none hashed). A value read whole, and an object
+/// whose every member is read (a wildcard or a filter over members), is a
+/// [`serde_json::Value`] (pruned the same way below a wildcard).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node<'n> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(String),
+    Array(Vec<Node<'n>>),
+    /// The members read by name, in the body's order; a repeated name keeps its first place
+    /// and its last value, as `serde_json::Map` does.
+    Object(Vec<(&'n str, Node<'n>)>),
+    Value(Value),
+}
+
+impl Node<'_> {
+    /// The node as a `serde_json::Value` (objects with the members kept).
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Number(n) => Value::Number(n.clone()),
+            Node::String(s) => Value::String(s.clone()),
+            Node::Array(items) => Value::Array(items.iter().map(Node::to_value).collect()),
+            Node::Object(members) => Value::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.to_value()))
+                    .collect(),
+            ),
+            Node::Value(v) => v.clone(),
+        }
+    }
+}
+
+/// A node of a parsed body: of the [`Node`] tree, or of a `serde_json::Value` (inside one, or
+/// a body given as a `Value`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum At<'a> {
+    Node(&'a Node<'a>),
+    Value(&'a Value),
+}
+
+impl<'a> From<&'a Node<'a>> for At<'a> {
+    fn from(n: &'a Node<'a>) -> At<'a> {
+        match n {
+            Node::Value(v) => At::Value(v),
+            n => At::Node(n),
+        }
+    }
+}
+
+impl<'a> From<&'a Value> for At<'a> {
+    fn from(v: &'a Value) -> At<'a> {
+        At::Value(v)
+    }
+}
+
+impl<'a> At<'a> {
+    pub(crate) fn to_value(self) -> Value {
+        match self {
+            At::Node(n) => n.to_value(),
+            At::Value(v) => v.clone(),
+        }
+    }
+
+    fn as_f64(self) -> Option<f64> {
+        match self {
+            At::Node(Node::Number(n)) | At::Value(Value::Number(n)) => n.as_f64(),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> Option<&'a str> {
+        match self {
+            At::Node(Node::String(s)) | At::Value(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Structural equality (`==` of `serde_json::Value`).
+    fn same(self, other: At<'_>) -> bool {
+        match (self, other) {
+            (At::Value(a), At::Value(b)) => a == b,
+            (a, b) => match (a.scalar(), b.scalar()) {
+                (Some(a), Some(b)) => a == b,
+                (None, None) => a.to_value() == b.to_value(),
+                _ => false,
+            },
+        }
+    }
+
+    /// A null, bool, number or string, without copying it.
+    fn scalar(self) -> Option<Scalar<'a>> {
+        Some(match self {
+            At::Node(Node::Null) | At::Value(Value::Null) => Scalar::Null,
+            At::Node(Node::Bool(b)) | At::Value(Value::Bool(b)) => Scalar::Bool(*b),
+            At::Node(Node::Number(n)) | At::Value(Value::Number(n)) => Scalar::Number(n),
+            At::Node(Node::String(s)) | At::Value(Value::String(s)) => Scalar::String(s),
+            _ => return None,
+        })
+    }
+
+    /// The member named `name` of an object.
+    fn member(self, name: &str) -> Option<At<'a>> {
+        match self {
+            At::Node(Node::Object(members)) => members
+                .iter()
+                .find_map(|(k, v)| (*k == name).then(|| At::from(v))),
+            // A small object is searched in order: cheaper than hashing the name with SipHash
+            // (the hasher of `serde_json::Map`); names are unique, so the same member is found.
+            At::Value(Value::Object(members)) if members.len() <= 8 => members
+                .iter()
+                .find_map(|(k, v)| (k == name).then_some(At::Value(v))),
+            At::Value(Value::Object(members)) => members.get(name).map(At::Value),
+            _ => None,
+        }
+    }
+
+    /// The element at `i` of an array (RFC 9535: a negative index counts from the end).
+    fn index(self, i: i64) -> Option<At<'a>> {
+        let at = |len: usize| {
+            if i < 0 {
+                len.checked_sub(i.unsigned_abs() as usize)
+            } else {
+                Some(i as usize)
+            }
+        };
+        match self {
+            At::Node(Node::Array(items)) => items.get(at(items.len())?).map(At::from),
+            At::Value(Value::Array(items)) => items.get(at(items.len())?).map(At::Value),
+            _ => None,
+        }
+    }
+
+    /// The elements of an array or the member values of an object (a wildcard's selection)
+    /// that `keep` accepts, appended to `out`.
+    fn children(self, out: &mut Vec<At<'a>>, keep: impl Fn(At<'a>) -> bool) {
+        match self {
+            At::Node(Node::Array(items)) => {
+                out.extend(items.iter().map(At::from).filter(|a| keep(*a)))
+            }
+            At::Node(Node::Object(members)) => {
+                out.extend(
+                    members
+                        .iter()
+                        .map(|(_, v)| At::from(v))
+                        .filter(|a| keep(*a)),
+                );
+            }
+            At::Value(Value::Array(items)) => {
+                out.extend(items.iter().map(At::Value).filter(|a| keep(*a)))
+            }
+            At::Value(Value::Object(members)) => {
+                out.extend(members.values().map(At::Value).filter(|a| keep(*a)));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Number(&'a Number),
+    String(&'a str),
+}
+
+/// What a path selected: a node of the body, or a value jsonpath-rust selected in a copy of a
+/// [`Node`].
+#[derive(Debug, Clone)]
+pub(crate) enum Found<'a> {
+    At(At<'a>),
+    Owned(Value),
+}
+
+impl Found<'_> {
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            Found::At(a) => a.to_value(),
+            Found::Owned(v) => v.clone(),
+        }
+    }
+}
+
 /// Deserializes a JSON value into what a [`Need`] reads of it.
 struct Pruned<'n>(&'n Need);
 
-impl<'de> DeserializeSeed<'de> for Pruned<'_> {
+impl<'de, 'n> DeserializeSeed<'de> for Pruned<'n> {
+    type Value = Node<'n>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Node<'n>, D::Error> {
+        if self.0.all {
+            Value::deserialize(d).map(Node::Value)
+        } else {
+            d.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de, 'n> Visitor<'de> for Pruned<'n> {
+    type Value = Node<'n>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Node<'n>, E> {
+        Ok(Node::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Node<'n>, E> {
+        Ok(Node::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Node<'n>, E> {
+        Ok(Node::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Node<'n>, E> {
+        Ok(Number::from_f64(v).map_or(Node::Null, Node::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Node<'n>, E> {
+        Ok(Node::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Node<'n>, E> {
+        Ok(Node::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Node<'n>, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Node<'n>, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node<'n>, D::Error> {
+        self.deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'n>, A::Error> {
+        let mut items = Vec::new();
+        match &self.0.items {
+            Some(need) => {
+                while let Some(item) = seq.next_element_seed(Pruned(need))? {
+                    items.push(item);
+                }
+            }
+            // Nothing reads the elements.
+            None => while seq.next_element::<IgnoredAny>()?.is_some() {},
+        }
+        Ok(Node::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'n>, A::Error> {
+        if self.0.values.is_some() {
+            // Every member is read: a `Value`, with the members' names.
+            return PrunedValue(self.0).visit_map(map).map(Node::Value);
+        }
+        let mut members: Vec<(&'n str, Node<'n>)> = Vec::with_capacity(self.0.members.len());
+        while let Some(read) = map.next_key_seed(Named(self.0))? {
+            match read {
+                Some((name, need)) => {
+                    let value = map.next_value_seed(Pruned(need))?;
+                    match members.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, slot)) => *slot = value,
+                        None => members.push((name, value)),
+                    }
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Node::Object(members))
+    }
+}
+
+/// An object member's name among those a [`Need`] reads by name (`None`: skip the member).
+struct Named<'n>(&'n Need);
+
+impl<'de, 'n> DeserializeSeed<'de> for Named<'n> {
+    type Value = Option<(&'n str, &'n Need)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, 'n> Visitor<'de> for Named<'n> {
+    type Value = Option<(&'n str, &'n Need)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self
+            .0
+            .members
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(n, need)| (n.as_str(), need)))
+    }
+}
+
+/// Deserializes a JSON value into what a [`Need`] reads of it, as a `serde_json::Value`: for
+/// objects whose every member is read, and below them.
+struct PrunedValue<'n>(&'n Need);
+
+impl<'de> DeserializeSeed<'de> for PrunedValue<'_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -253,7 +567,7 @@ impl<'de> DeserializeSeed<'de> for Pruned<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Pruned<'_> {
+impl<'de> Visitor<'de> for PrunedValue<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -300,7 +614,7 @@ impl<'de> Visitor<'de> for Pruned<'_> {
         let mut items = Vec::new();
         match &self.0.items {
             Some(need) => {
-                while let Some(item) = seq.next_element_seed(Pruned(need))? {
+                while let Some(item) = seq.next_element_seed(PrunedValue(need))? {
                     items.push(item);
                 }
             }
@@ -319,7 +633,7 @@ impl<'de> Visitor<'de> for Pruned<'_> {
         while let Some(read) = map.next_key_seed(Member(self.0))? {
             match read {
                 Some((name, need)) => {
-                    let value = map.next_value_seed(Pruned(need))?;
+                    let value = map.next_value_seed(PrunedValue(need))?;
                     members.insert(name, value);
                 }
                 None => {
@@ -372,8 +686,8 @@ impl<'de, 'n> Visitor<'de> for Member<'n> {
 /// whole by jsonpath-rust. Filters are evaluated as jsonpath-rust evaluates them.
 pub(crate) struct Plan {
     steps: Vec<Step>,
-    /// Every step selects at most one node.
-    singular: bool,
+    /// How many leading steps select at most one node each (names and indexes).
+    single: usize,
     rest: Option<JpQuery>,
 }
 
@@ -449,7 +763,7 @@ impl Cond {
         })
     }
 
-    fn holds(&self, node: &Value) -> bool {
+    fn holds(&self, node: At<'_>) -> bool {
         match self {
             Cond::Or(list) => list.iter().any(|c| c.holds(node)),
             Cond::And(list) => list.iter().all(|c| c.holds(node)),
@@ -496,26 +810,26 @@ impl Operand {
     }
 
     /// The operand's value for a tested node (`None`: nothing there).
-    fn of<'a>(&'a self, node: &'a Value) -> Option<&'a Value> {
+    fn of<'a>(&'a self, node: At<'a>) -> Option<At<'a>> {
         match self {
-            Operand::Literal(v) => Some(v),
+            Operand::Literal(v) => Some(At::Value(v)),
             Operand::Relative(steps) => walk(node, steps),
         }
     }
 }
 
 /// The node a singular path (names and indexes) selects.
-fn walk<'a>(node: &'a Value, steps: &[Step]) -> Option<&'a Value> {
+fn walk<'a>(node: At<'a>, steps: &[Step]) -> Option<At<'a>> {
     steps.iter().try_fold(node, |n, step| child(n, step))
 }
 
 /// `==` as jsonpath-rust compares: numbers by value (as f64), anything else structurally;
 /// nothing equals only nothing.
-fn equal(l: Option<&Value>, r: Option<&Value>) -> bool {
+fn equal(l: Option<At<'_>>, r: Option<At<'_>>) -> bool {
     match (l, r) {
         (Some(l), Some(r)) => match (l.as_f64(), r.as_f64()) {
             (Some(a), Some(b)) => (a - b).abs() < f64::EPSILON,
-            _ => l == r,
+            _ => l.same(r),
         },
         (None, None) => true,
         _ => false,
@@ -523,7 +837,7 @@ fn equal(l: Option<&Value>, r: Option<&Value>) -> bool {
 }
 
 /// `<` as jsonpath-rust orders: numbers by value, strings by code points, nothing else.
-fn less(l: Option<&Value>, r: Option<&Value>) -> bool {
+fn less(l: Option<At<'_>>, r: Option<At<'_>>) -> bool {
     match (l, r) {
         (Some(l), Some(r)) => match (l.as_f64(), r.as_f64(), l.as_str(), r.as_str()) {
             (Some(a), Some(b), _, _) => a < b,
@@ -567,7 +881,7 @@ impl Plan {
                     {
                         return Plan {
                             steps: Vec::new(),
-                            singular: true,
+                            single: 0,
                             rest: Some(query.clone()),
                         };
                     }
@@ -580,103 +894,106 @@ impl Plan {
     }
 
     fn with(steps: Vec<Step>, rest: Option<JpQuery>) -> Plan {
-        let singular = !steps
+        let single = steps
             .iter()
-            .any(|s| matches!(s, Step::Wildcard | Step::Filter(_)));
+            .position(|s| matches!(s, Step::Wildcard | Step::Filter(_)))
+            .unwrap_or(steps.len());
         Plan {
             steps,
-            singular,
+            single,
             rest,
         }
     }
 
     /// The nodes the path selects, in order.
-    pub(crate) fn select<'a>(&self, body: &'a Value) -> Result<Vec<&'a Value>, String> {
-        let nodes: Vec<&Value> = if self.singular {
-            let mut node = Some(body);
-            for step in &self.steps {
-                node = node.and_then(|n| child(n, step));
-            }
-            node.into_iter().collect()
-        } else {
-            let mut nodes = vec![body];
-            for step in &self.steps {
-                let mut next = Vec::with_capacity(nodes.len());
-                for n in nodes {
-                    match (step, n) {
-                        (Step::Wildcard, Value::Array(items)) => next.extend(items.iter()),
-                        (Step::Wildcard, Value::Object(members)) => next.extend(members.values()),
-                        (Step::Wildcard, _) => {}
-                        (Step::Filter(c), Value::Array(items)) => {
-                            next.extend(items.iter().filter(|v| c.holds(v)));
-                        }
-                        (Step::Filter(c), Value::Object(members)) => {
-                            next.extend(members.values().filter(|v| c.holds(v)));
-                        }
-                        (Step::Filter(_), _) => {}
-                        (step, n) => next.extend(child(n, step)),
-                    }
-                }
-                nodes = next;
-            }
-            nodes
+    #[cfg(test)]
+    pub(crate) fn select<'a>(&self, body: impl Into<At<'a>>) -> Result<Vec<Found<'a>>, String> {
+        let mut found = Vec::new();
+        self.select_into(body.into(), &mut found)?;
+        Ok(found)
+    }
+
+    /// Appends the nodes the path selects, in order, to `found`.
+    pub(crate) fn select_into<'a>(
+        &self,
+        body: At<'a>,
+        found: &mut Vec<Found<'a>>,
+    ) -> Result<(), String> {
+        let (single, branching) = self.steps.split_at(self.single);
+        let Some(node) = single.iter().try_fold(body, |n, step| child(n, step)) else {
+            return Ok(());
         };
-        let Some(rest) = &self.rest else {
-            return Ok(nodes);
-        };
-        let mut selected = Vec::new();
-        for n in nodes {
-            let found = js_path_process(rest, n).map_err(|e| e.to_string())?;
-            selected.extend(found.into_iter().map(|q| q.val));
+        if branching.is_empty() && self.rest.is_none() {
+            found.push(Found::At(node));
+            return Ok(());
         }
-        Ok(selected)
+        let mut nodes = vec![node];
+        for step in branching {
+            let mut next = Vec::with_capacity(nodes.len());
+            for n in nodes {
+                match step {
+                    Step::Wildcard => n.children(&mut next, |_| true),
+                    Step::Filter(c) => n.children(&mut next, |v| c.holds(v)),
+                    step => next.extend(child(n, step)),
+                }
+            }
+            nodes = next;
+        }
+        let Some(rest) = &self.rest else {
+            found.extend(nodes.into_iter().map(Found::At));
+            return Ok(());
+        };
+        for n in nodes {
+            match n {
+                At::Value(v) => {
+                    let selected = js_path_process(rest, v).map_err(|e| e.to_string())?;
+                    found.extend(selected.into_iter().map(|q| Found::At(At::Value(q.val))));
+                }
+                // jsonpath-rust evaluates a `Value`: a copy of the node, and of what it selects.
+                At::Node(n) => {
+                    let v = n.to_value();
+                    let selected = js_path_process(rest, &v).map_err(|e| e.to_string())?;
+                    found.extend(selected.into_iter().map(|q| Found::Owned(q.val.clone())));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 /// The node a name or index selector selects from `node` (RFC 9535: negative indexes count
 /// from the end; other types select nothing).
-fn child<'a>(node: &'a Value, step: &Step) -> Option<&'a Value> {
-    match (step, node) {
-        // A small object is searched in order: cheaper than hashing the name with SipHash
-        // (the hasher of `serde_json::Map`); names are unique, so the same member is found.
-        (Step::Name(name), Value::Object(members)) if members.len() <= 8 => {
-            members.iter().find_map(|(k, v)| (k == name).then_some(v))
-        }
-        (Step::Name(name), Value::Object(members)) => members.get(name),
-        (Step::Index(i), Value::Array(items)) => {
-            let i = if *i < 0 {
-                items.len().checked_sub(i.unsigned_abs() as usize)?
-            } else {
-                *i as usize
-            };
-            items.get(i)
-        }
-        _ => None,
+fn child<'a>(node: At<'a>, step: &Step) -> Option<At<'a>> {
+    match step {
+        Step::Name(name) => node.member(name),
+        Step::Index(i) => node.index(*i),
+        Step::Wildcard | Step::Filter(_) => None,
     }
 }
 
-fn map_outputs(outputs: &[PreparedOutput], body: &Value) -> Result<Map<String, Value>, String> {
+fn map_outputs(outputs: &[PreparedOutput], body: At<'_>) -> Result<Map<String, Value>, String> {
     let values = output_values(outputs, body)?;
     Ok(outputs.iter().map(|o| o.name.clone()).zip(values).collect())
 }
 
-fn output_values(outputs: &[PreparedOutput], body: &Value) -> Result<Vec<Value>, String> {
+fn output_values(outputs: &[PreparedOutput], body: At<'_>) -> Result<Vec<Value>, String> {
     let mut out = Vec::with_capacity(outputs.len());
+    let mut nodes = Vec::new();
     for o in outputs {
-        let nodes = o
-            .plan
-            .select(body)
+        nodes.clear();
+        o.plan
+            .select_into(body, &mut nodes)
             .map_err(|e| format!("output `{}`: {e}", o.name))?;
         let value = match o.kind {
             MappingKind::Exists => Value::Bool(!nodes.is_empty()),
             MappingKind::Count => Value::from(nodes.len()),
-            MappingKind::First => nodes.first().map(|n| (*n).clone()).unwrap_or(Value::Null),
+            MappingKind::First => nodes.first().map_or(Value::Null, Found::to_value),
             MappingKind::Path if o.ty.is_list() && !o.singular => {
-                Value::Array(nodes.iter().map(|n| (*n).clone()).collect())
+                Value::Array(nodes.iter().map(Found::to_value).collect())
             }
             MappingKind::Path => match nodes.as_slice() {
                 [] => Value::Null,
-                [one] => (*one).clone(),
+                [one] => one.to_value(),
                 many => {
                     return Err(format!(
                         "output `{}`: the path selects {} values where one is expected",
@@ -788,6 +1105,10 @@ mod tests {
         "$.data[0].o.k",
     ];
 
+    fn values(found: Vec<Found<'_>>) -> Vec<Value> {
+        found.iter().map(Found::to_value).collect()
+    }
+
     fn output_of(path: &str, kind: MappingKind) -> PreparedOutput {
         let query = parse_json_path(path).unwrap();
         PreparedOutput {
@@ -809,8 +1130,8 @@ mod tests {
         let check = |mapping: &Mapping| {
             let pruned = mapping.parse(text.as_bytes()).unwrap();
             for o in &mapping.outputs {
-                let want = o.plan.select(&full).unwrap();
-                let got = o.plan.select(&pruned).unwrap();
+                let want = values(o.plan.select(&full).unwrap());
+                let got = values(o.plan.select(&pruned).unwrap());
                 if o.kind == MappingKind::Path {
                     assert_eq!(got, want, "{} in {text}", o.name);
                 } else {
@@ -892,7 +1213,7 @@ mod tests {
             "tickets": [{"id": 1, "status": "open"}, {"status": "closed", "subject": "s"}]}],
             "total": 1}"#;
         assert_eq!(
-            mapping.parse(body).unwrap(),
+            mapping.parse(body).unwrap().to_value(),
             json!({"data": [{"tickets": [{"status": "open"}, {"status": "closed"}]}]})
         );
         for bad in [
@@ -908,7 +1229,7 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-        assert_eq!(mapping.parse(b" \n").unwrap(), Value::Null);
+        assert_eq!(mapping.parse(b" \n").unwrap(), Node::Null);
     }
 
     /// The plan selects exactly what jsonpath-rust selects on the whole path, on the body above
@@ -935,13 +1256,13 @@ mod tests {
         for body in &bodies {
             for path in PATHS.iter().chain(MORE_PATHS).chain(&filters) {
                 let query = parse_json_path(path).unwrap();
-                let expected: Vec<&Value> = js_path_process(&query, body)
+                let expected: Vec<Value> = js_path_process(&query, body)
                     .unwrap()
                     .into_iter()
-                    .map(|q| q.val)
+                    .map(|q| q.val.clone())
                     .collect();
                 assert_eq!(
-                    Plan::new(&query).select(body).unwrap(),
+                    values(Plan::new(&query).select(body).unwrap()),
                     expected,
                     "{path} in {body}"
                 );
@@ -988,7 +1309,7 @@ mod tests {
     fn maps_the_known_caller() {
         let body = json!({"data": [{"id": "c-1042", "name": "Max",
             "tickets": [{"status": "open"}, {"status": "closed"}]}], "total": 1});
-        let m = map_outputs(&customer_outputs(), &body).unwrap();
+        let m = map_outputs(&customer_outputs(), At::from(&body)).unwrap();
         assert_eq!(
             Value::Object(m),
             json!({"found": true, "customer_id": "c-1042", "name": "Max", "open_tickets": 1})
@@ -997,7 +1318,11 @@ mod tests {
 
     #[test]
     fn optional_outputs_that_match_nothing_are_null() {
-        let m = map_outputs(&customer_outputs(), &json!({"data": [], "total": 0})).unwrap();
+        let m = map_outputs(
+            &customer_outputs(),
+            At::from(&json!({"data": [], "total": 0})),
+        )
+        .unwrap();
         assert_eq!(
             Value::Object(m),
             json!({"found": false, "customer_id": null, "name": null, "open_tickets": 0})
@@ -1025,11 +1350,11 @@ mod tests {
             ),
         ];
         let body = json!({"order": {"status": "shipped", "items": [{"name": "A"}, {"name": "B"}]}});
-        let m = map_outputs(&outs, &body).unwrap();
+        let m = map_outputs(&outs, At::from(&body)).unwrap();
         assert_eq!(m["items"], json!(["A", "B"]));
-        let err = map_outputs(&outs, &json!({"order": {}})).unwrap_err();
+        let err = map_outputs(&outs, At::from(&json!({"order": {}}))).unwrap_err();
         assert!(err.contains("status"), "{err}");
-        let err = map_outputs(&outs, &json!({"order": {"status": 7}})).unwrap_err();
+        let err = map_outputs(&outs, At::from(&json!({"order": {"status": 7}}))).unwrap_err();
         assert!(err.contains("expected a string"), "{err}");
     }
 
@@ -1038,7 +1363,7 @@ mod tests {
         let mut o = out("n", Ty::Int, MappingKind::Path, "$.n", true);
         o.default = Some(json!(0));
         assert_eq!(
-            map_outputs(&[o], &json!({"n": null})).unwrap()["n"],
+            map_outputs(&[o], At::from(&json!({"n": null}))).unwrap()["n"],
             json!(0)
         );
     }
