@@ -629,9 +629,18 @@ impl Runtime {
             host_key,
         } = self.outbound.place_known(&url, route, &preq.origin)?;
 
-        let mut headers = HeaderMap::new();
+        let mut headers = HeaderMap::with_capacity(req.headers.len() + 3);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        for (p, name) in req.headers.iter().zip(&preq.header_names) {
+        for ((p, name), constant) in req
+            .headers
+            .iter()
+            .zip(&preq.header_names)
+            .zip(&preq.header_values)
+        {
+            if let Some(v) = constant {
+                headers.insert(name.clone(), v.clone());
+                continue;
+            }
             let Some(s) = render::text(&scope.expr(&p.value), ", ") else {
                 continue;
             };
@@ -648,9 +657,15 @@ impl Runtime {
         match &req.auth {
             None | Some(Auth::Query { .. }) => {}
             Some(Auth::Bearer { token }) => {
-                let mut v = render::header_value(&format!("Bearer {}", secret_text(token)))
-                    .map_err(invalid)?;
-                v.set_sensitive(true);
+                let v = match &preq.bearer {
+                    Some(v) => v.clone(),
+                    None => {
+                        let mut v = render::header_value(&format!("Bearer {}", secret_text(token)))
+                            .map_err(invalid)?;
+                        v.set_sensitive(true);
+                        v
+                    }
+                };
                 headers.insert(AUTHORIZATION, v);
             }
             Some(Auth::Basic { user, password }) => {

@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use jsonpath_rust::parser::parse_json_path;
 use mca_compiler::ir::{self, Action, Auth, MappingKind, Namespace, Ty, UrlPart};
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::mapping::{Mapping, Need, Plan};
+use crate::render;
 
 /// One thing that keeps the runtime from starting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,12 +131,19 @@ pub(crate) struct PreparedOutput {
     pub default: Option<Value>,
 }
 
-/// A request's header names, parsed once.
+/// A request's header names, parsed once, and the header values that read only literals,
+/// `env` and `secret` values, rendered once.
 pub(crate) struct PreparedRequest {
     /// `request.headers` names, parsed (same order as the IR).
     pub header_names: Vec<HeaderName>,
+    /// `request.headers` values that are the same on every call, rendered (same order as the
+    /// IR; `None`: rendered per call, as are values that are null or not valid in HTTP, so
+    /// those fail or are left out per call as before).
+    pub header_values: Vec<Option<HeaderValue>>,
     /// The name of an `auth header` header, parsed.
     pub auth_header_name: Option<HeaderName>,
+    /// The `Authorization` value of `auth bearer` with a token that is the same on every call.
+    pub bearer: Option<HeaderValue>,
     /// The request's origin once placed (set by its first call).
     pub origin: crate::outbound::KnownOrigin,
 }
@@ -183,6 +191,7 @@ pub(crate) fn prepare_output(o: &ir::Output) -> Option<Result<PreparedOutput, St
 fn prepare_request(
     action: &str,
     request: &ir::Request,
+    vars: &Vars<'_>,
     problems: &mut Vec<StartupProblem>,
 ) -> PreparedRequest {
     let mut header_names = Vec::new();
@@ -208,10 +217,63 @@ fn prepare_request(
         },
         _ => None,
     };
+    let header_values = request
+        .headers
+        .iter()
+        .map(|h| {
+            let mut v = vars.header(&h.value, "")?;
+            v.set_sensitive(render::reads_secret(&h.value));
+            Some(v)
+        })
+        .collect();
+    let bearer = match &request.auth {
+        Some(Auth::Bearer { token }) => vars.header(token, "Bearer ").map(|mut v| {
+            v.set_sensitive(true);
+            v
+        }),
+        _ => None,
+    };
     PreparedRequest {
         header_names,
+        header_values,
         auth_header_name,
+        bearer,
         origin: Default::default(),
+    }
+}
+
+/// An action's `env` and `secret` values.
+struct Vars<'a> {
+    env: &'a HashMap<String, String>,
+    secrets: &'a HashMap<String, String>,
+}
+
+impl Vars<'_> {
+    /// `prefix` and the text of an expression that reads nothing but literals, `env` and
+    /// `secret` values, as a header value, the way a call renders it; `None` when it reads
+    /// anything else, is null or is not a valid header value.
+    fn header(&self, e: &ir::Expr, prefix: &str) -> Option<HeaderValue> {
+        let constant = e
+            .refs()
+            .iter()
+            .all(|r| matches!(r.ns, Namespace::Env | Namespace::Secret));
+        if !constant {
+            return None;
+        }
+        let (inputs, call) = (
+            serde_json::Map::new(),
+            crate::response::CallContext::default(),
+        );
+        let scope = render::Scope {
+            inputs: &inputs,
+            call: &call,
+            env: self.env,
+            secrets: self.secrets,
+            outputs: None,
+            steps: None,
+        };
+        let text = render::text(&scope.expr(e), ", ")?;
+        render::header_value(&format!("{prefix}{text}")).ok()
     }
 }
 
@@ -282,15 +344,19 @@ pub(crate) fn prepare(
         }
 
         let mapping = prepare_outputs(&action.name, &action.outputs, &mut problems);
+        let vars = Vars {
+            env: &env,
+            secrets: &secrets,
+        };
         let main = action
             .request
             .as_ref()
-            .map(|r| prepare_request(&action.name, r, &mut problems));
+            .map(|r| prepare_request(&action.name, r, &vars, &mut problems));
         let steps = action
             .steps
             .iter()
             .map(|st| PreparedStep {
-                request: prepare_request(&action.name, &st.request, &mut problems),
+                request: prepare_request(&action.name, &st.request, &vars, &mut problems),
                 mapping: prepare_outputs(&action.name, &st.outputs, &mut problems),
             })
             .collect();

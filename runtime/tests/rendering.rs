@@ -147,3 +147,71 @@ async fn form_bodies_are_form_encoded() {
     );
     assert_eq!(&req.body[..], b"id=a%26b%3Dc");
 }
+
+/// Headers that read only literals, `env` and `secret` values are rendered once at start-up;
+/// every call must still send them, beside the headers rendered per call.
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_of_env_secrets_and_literals_are_sent_on_every_call_beside_per_call_ones() {
+    let stub = Stub::start(vec![Reply::json(200, json!({"value": "v"}))])
+        .await
+        .unwrap();
+    let mut a = action("a");
+    a.env.push("TENANT".into());
+    a.secrets = vec!["KEY".into()];
+    let env = mca_compiler::ir::Expr::Template(template(vec![
+        text("t-"),
+        mca_compiler::ir::Part::Ref(r(Namespace::Env, "TENANT")),
+    ]));
+    for (name, value) in [
+        ("X-Tenant", env),
+        ("X-Key", secret_ref("KEY")),
+        ("X-Version", mca_compiler::ir::Expr::Literal(json!(7))),
+        ("X-Id", input_ref("id")),
+    ] {
+        a.req().headers.push(Param {
+            name: name.into(),
+            value,
+        });
+    }
+    let mut cfg = config(&stub.url());
+    cfg.set_env("TENANT", "acme");
+    cfg.set_env("KEY", "k-123");
+    let server = start(project(vec![a]), cfg).await;
+    for id in ["1", "2"] {
+        let (_, body) = call(&server, "a", json!({"id": id}), None).await;
+        assert_eq!(body["status"], "ok", "{body}");
+    }
+    let reqs = stub.requests();
+    assert_eq!(reqs.len(), 2);
+    for (req, id) in reqs.iter().zip(["1", "2"]) {
+        assert_eq!(req.header("x-tenant"), Some("t-acme"));
+        assert_eq!(req.header("x-key"), Some("k-123"));
+        assert_eq!(req.header("x-version"), Some("7"));
+        assert_eq!(req.header("x-id"), Some(id));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_env_header_value_with_a_line_break_is_refused_on_every_call_before_any_request() {
+    let stub = Stub::start(vec![Reply::json(200, json!({"value": "v"}))])
+        .await
+        .unwrap();
+    let mut a = action("a");
+    a.env.push("TENANT".into());
+    a.req().headers.push(Param {
+        name: "X-Tenant".into(),
+        value: mca_compiler::ir::Expr::Template(template(vec![mca_compiler::ir::Part::Ref(r(
+            Namespace::Env,
+            "TENANT",
+        ))])),
+    });
+    let mut cfg = config(&stub.url());
+    cfg.set_env("TENANT", "acme\r\nX-Injected: 1");
+    let server = start(project(vec![a]), cfg).await;
+    for _ in 0..2 {
+        let (_, body) = call(&server, "a", json!({"id": "1"}), None).await;
+        assert_eq!(body["status"], "fallback", "{body}");
+        assert_eq!(body["reason"], "invalid_request");
+    }
+    assert_eq!(stub.connections(), 0);
+}
