@@ -178,7 +178,7 @@ impl Scope<'_> {
 
     /// Renders a template; `None` if any reference is null.
     pub(crate) fn template_strict(&self, t: &Template) -> Option<String> {
-        let mut out = String::new();
+        let mut out = String::with_capacity(text_len(t) + 32);
         for part in &t.parts {
             match part {
                 Part::Text(s) => out.push_str(s),
@@ -194,7 +194,7 @@ impl Scope<'_> {
 
     /// Renders a template; null references render as nothing.
     pub(crate) fn template(&self, t: &Template) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(text_len(t) + 32);
         for part in &t.parts {
             match part {
                 Part::Text(s) => out.push_str(s),
@@ -278,6 +278,17 @@ fn compare(op: CmpOp, l: &Value, r: &Value) -> bool {
 /// Whether an expression reads a secret (its header is then marked sensitive).
 pub(crate) fn reads_secret(e: &Expr) -> bool {
     e.refs().iter().any(|r| r.ns == Namespace::Secret)
+}
+
+/// The length of a template's literal text (what its rendering holds at least).
+fn text_len(t: &Template) -> usize {
+    t.parts
+        .iter()
+        .map(|p| match p {
+            Part::Text(s) => s.len(),
+            Part::Ref(_) => 0,
+        })
+        .sum()
 }
 
 /// A value as text; `None` for null.

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, HeaderName, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -350,14 +350,20 @@ async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Reply {
     }
 }
 
+static X_CALL_ID: HeaderName = HeaderName::from_static("x-call-id");
+static X_CALL_FROM: HeaderName = HeaderName::from_static("x-call-from");
+
 /// A call header's text; `Err` names the header when it is not valid text.
-fn header_text<'a>(req: &Request<Incoming>, name: &'a str) -> Result<Option<String>, &'a str> {
+fn header_text<'a>(
+    req: &Request<Incoming>,
+    name: &'a HeaderName,
+) -> Result<Option<String>, &'a str> {
     match req.headers().get(name) {
         None => Ok(None),
         Some(v) => match v.to_str() {
             Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
             Ok(_) => Ok(None),
-            Err(_) => Err(name),
+            Err(_) => Err(name.as_str()),
         },
     }
 }
@@ -376,8 +382,8 @@ async fn call_action(
         );
     }
     let call = match (
-        header_text(&req, "x-call-id"),
-        header_text(&req, "x-call-from"),
+        header_text(&req, &X_CALL_ID),
+        header_text(&req, &X_CALL_FROM),
     ) {
         (Ok(id), Ok(from)) => CallContext { id, from },
         (Err(name), _) | (_, Err(name)) => {
