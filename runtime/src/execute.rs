@@ -568,9 +568,18 @@ impl Runtime {
         };
         let received = match self.build(req, preq, &scope, None) {
             Ok(built) => {
+                let rebuild = || self.build(req, preq, &scope, None);
                 // Bounded: `obtain` cuts every fetch at the deadline.
-                self.send(&prep.action.name, req, built, deadline, true, attempts)
-                    .await
+                self.send(
+                    &prep.action.name,
+                    req,
+                    built,
+                    rebuild,
+                    deadline,
+                    true,
+                    attempts,
+                )
+                .await
             }
             Err(f) => Err(f),
         };
@@ -786,12 +795,16 @@ impl Runtime {
     /// with a new one (not counted as a retry).
     ///
     /// `bounded`: the caller drops this future at `deadline` (so an attempt that may run until
-    /// the deadline needs no timer of its own).
+    /// the deadline needs no timer of its own). `rebuild` renders the same request again, for
+    /// a retry or a resend after a 401: the first attempt sends `built` itself, so a call
+    /// that needs one attempt (almost every call) never copies its request.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         action_name: &str,
         req: &ir::Request,
         built: Built,
+        rebuild: impl Fn() -> Result<Built, Failure>,
         deadline: Instant,
         bounded: bool,
         attempts: &AtomicU32,
@@ -820,18 +833,9 @@ impl Runtime {
         let mut original = Some(built.request);
         loop {
             n += 1;
-            // The last attempt sends the request itself; the others a copy.
-            let last = n >= max_attempts && built.oauth.is_none();
-            let request = match &original {
-                Some(_) if last => original.take(),
-                Some(r) => r.try_clone(),
-                None => None,
-            };
-            let Some(mut request) = request else {
-                return Err(Failure::new(
-                    Reason::InvalidRequest,
-                    "the request body cannot be sent twice",
-                ));
+            let mut request = match original.take() {
+                Some(r) => r,
+                None => rebuild()?.request,
             };
             let mut token = None;
             if let Some((key, secret)) = &built.oauth {

@@ -388,3 +388,48 @@ async fn many_concurrent_calls_to_a_hanging_upstream_all_fall_back_in_time() {
     }
     assert_eq!(stub.request_count(), 20);
 }
+
+/// A retry renders the request again (the first attempt sends the original, so no copy is
+/// made for calls that need one attempt): it must be the same request, byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_request_repeats_the_first_exactly() {
+    use mca_compiler::ir::{Body, JsonTemplate, Namespace, Param, Part};
+    let mut a = with_retry(post_action("a"), 2, 10);
+    a.req().idempotency_key = Some(Expr::Template(template(vec![
+        Part::Ref(r(Namespace::Call, "id")),
+        text("-"),
+        Part::Ref(r(Namespace::Input, "id")),
+    ])));
+    a.req().query.push(Param {
+        name: "q".into(),
+        value: input_ref("id"),
+    });
+    a.req().headers.push(Param {
+        name: "X-Id".into(),
+        value: input_ref("id"),
+    });
+    a.req().headers.push(Param {
+        name: "X-Fixed".into(),
+        value: Expr::Literal(json!("fixed")),
+    });
+    a.req().body = Some(Body::Json {
+        template: JsonTemplate::Object(vec![(
+            "id".into(),
+            JsonTemplate::Ref(r(Namespace::Input, "id")),
+        )]),
+    });
+    let (stub, server) = setup(a, vec![Reply::status(503), Reply::Reset, ok_reply()]).await;
+    let (_, body) = call(&server, "a", json!({"id": "7 &x"}), Some("call-1")).await;
+    assert_eq!(body["status"], "ok", "{body}");
+    let reqs = stub.requests();
+    assert_eq!(reqs.len(), 3);
+    for req in &reqs[1..] {
+        assert_eq!(req.method, reqs[0].method);
+        assert_eq!(req.path, reqs[0].path);
+        assert_eq!(req.headers, reqs[0].headers);
+        assert_eq!(req.body, reqs[0].body);
+    }
+    assert_eq!(reqs[0].path, "/thing?q=7%20%26x");
+    assert_eq!(reqs[0].header("idempotency-key"), Some("call-1-7 &x"));
+    assert_eq!(reqs[0].header("x-fixed"), Some("fixed"));
+}

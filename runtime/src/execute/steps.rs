@@ -162,11 +162,12 @@ impl Runtime {
         let step_deadline =
             (Instant::now() + Duration::from_millis(step.request.timeout_ms)).min(deadline);
         let exchange = async {
-            let built = self.build(&step.request, &pstep.request, &scope, Some(&step.name))?;
+            let build = || self.build(&step.request, &pstep.request, &scope, Some(&step.name));
             self.send(
                 &prep.action.name,
                 &step.request,
-                built,
+                build()?,
+                build,
                 step_deadline,
                 true, // cut by the timeout below
                 attempts,
@@ -467,12 +468,23 @@ impl Runtime {
             outputs: Some(&output),
             steps: Some(&steps),
         };
-        let mut built = match self.build(
-            &step.request,
-            &prep.steps[at].request,
-            &scope,
-            Some(&step.name),
-        ) {
+        let build = || {
+            let mut built = self.build(
+                &step.request,
+                &prep.steps[at].request,
+                &scope,
+                Some(&step.name),
+            )?;
+            // The key recorded with the write, whatever the values say now.
+            if !job.idempotency_key.is_empty() {
+                if let Ok(v) = reqwest::header::HeaderValue::from_str(&job.idempotency_key) {
+                    built.request.headers_mut().insert("idempotency-key", v);
+                    built.retryable = true;
+                }
+            }
+            Ok::<_, crate::outbound::Failure>(built)
+        };
+        let built = match build() {
             Ok(b) => b,
             Err(f) => {
                 return Delivery::Failed {
@@ -480,13 +492,6 @@ impl Runtime {
                 }
             }
         };
-        // The key recorded with the write, whatever the values say now.
-        if !job.idempotency_key.is_empty() {
-            if let Ok(v) = reqwest::header::HeaderValue::from_str(&job.idempotency_key) {
-                built.request.headers_mut().insert("idempotency-key", v);
-                built.retryable = true;
-            }
-        }
         let attempts = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_millis(step.request.timeout_ms);
         match self
@@ -494,6 +499,7 @@ impl Runtime {
                 &prep.action.name,
                 &step.request,
                 built,
+                build,
                 deadline,
                 false,
                 &attempts,
