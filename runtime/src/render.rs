@@ -13,6 +13,7 @@
 //! with `, ` (`,` in URLs), null as nothing. A query parameter, header or form field whose value
 //! is null is left out; a list in a query parameter repeats the parameter.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use mca_compiler::ir::{
@@ -134,45 +135,41 @@ impl Scope<'_> {
         }
     }
 
-    /// Appends a reference's text (as [`text`] makes it, lists joined with `list_sep`) without
-    /// copying the value first; `false` (and nothing appended) when it is null.
-    fn push_ref(&self, out: &mut String, r: &Ref, list_sep: &str) -> bool {
+    /// A reference's text (as [`text`] makes it, lists joined with `list_sep`), borrowed when
+    /// the value is a string; `None` when it is null.
+    fn ref_text(&self, r: &Ref, list_sep: &str) -> Option<Cow<'_, str>> {
         let value = match r.ns {
             Namespace::Input => self.inputs.get(&r.name),
             Namespace::Output => self.outputs.and_then(|o| o.get(&r.name)),
             Namespace::Step => self.step_value(&r.name),
-            Namespace::Env | Namespace::Secret | Namespace::Call => {
-                let s = match r.ns {
-                    Namespace::Env => self.env.get(&r.name),
-                    Namespace::Secret => self.secrets.get(&r.name),
-                    _ => match r.name.as_str() {
-                        "id" => self.call.id.as_ref(),
-                        "from" => self.call.from.as_ref(),
-                        _ => None,
-                    },
+            Namespace::Env => return self.env.get(&r.name).map(|s| Cow::Borrowed(s.as_str())),
+            Namespace::Secret => {
+                return self.secrets.get(&r.name).map(|s| Cow::Borrowed(s.as_str()))
+            }
+            Namespace::Call => {
+                let s = match r.name.as_str() {
+                    "id" => self.call.id.as_deref(),
+                    "from" => self.call.from.as_deref(),
+                    _ => None,
                 };
-                return match s {
-                    Some(s) => {
-                        out.push_str(s);
-                        true
-                    }
-                    None => false,
-                };
+                return s.map(Cow::Borrowed);
             }
         };
-        match value {
-            None | Some(Value::Null) => false,
-            Some(Value::String(s)) => {
-                out.push_str(s);
+        match value? {
+            Value::String(s) => Some(Cow::Borrowed(s)),
+            v => text(v, list_sep).map(Cow::Owned),
+        }
+    }
+
+    /// Appends a reference's text (as [`text`] makes it, lists joined with `list_sep`) without
+    /// copying the value first; `false` (and nothing appended) when it is null.
+    fn push_ref(&self, out: &mut String, r: &Ref, list_sep: &str) -> bool {
+        match self.ref_text(r, list_sep) {
+            Some(s) => {
+                out.push_str(&s);
                 true
             }
-            Some(v) => match text(v, list_sep) {
-                Some(t) => {
-                    out.push_str(&t);
-                    true
-                }
-                None => false,
-            },
+            None => false,
         }
     }
 
@@ -309,11 +306,6 @@ pub(crate) fn text(v: &Value, list_sep: &str) -> Option<String> {
     }
 }
 
-/// Query-encodes a value (RFC 3986 unreserved characters stay).
-pub(crate) fn query_encode(s: &str) -> String {
-    utf8_percent_encode(s, QUERY).to_string()
-}
-
 /// Why a value could not be placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PlaceError(pub String);
@@ -325,33 +317,23 @@ pub(crate) fn url(
     parts: &[UrlPart],
     extra_query: &[(String, String)],
 ) -> Result<String, PlaceError> {
-    let mut out = String::new();
+    let mut out = String::with_capacity(128);
     // Byte ranges of `out` that came from path references, to check their segments.
     let mut path_refs: Vec<(usize, usize)> = Vec::new();
     for part in parts {
         match part {
             UrlPart::Text(t) => out.push_str(t),
             UrlPart::Ref { r#ref, at } => {
-                let v = scope.value(r#ref);
+                let v = scope.ref_text(r#ref, ",").unwrap_or_default();
                 match at {
-                    UrlContext::Origin => {
-                        let s = text(&v, ",").unwrap_or_default();
-                        out.push_str(s.trim_end_matches('/'));
-                    }
+                    UrlContext::Origin => out.push_str(v.trim_end_matches('/')),
                     UrlContext::Path => {
-                        let s = text(&v, ",").unwrap_or_default();
                         let start = out.len();
-                        out.extend(utf8_percent_encode(&s, PATH_SEGMENT));
+                        out.extend(utf8_percent_encode(&v, PATH_SEGMENT));
                         path_refs.push((start, out.len()));
                     }
-                    UrlContext::Query => {
-                        let s = text(&v, ",").unwrap_or_default();
-                        out.push_str(&query_encode(&s));
-                    }
-                    UrlContext::Fragment => {
-                        let s = text(&v, ",").unwrap_or_default();
-                        out.extend(utf8_percent_encode(&s, PATH_SEGMENT));
-                    }
+                    UrlContext::Query => out.extend(utf8_percent_encode(&v, QUERY)),
+                    UrlContext::Fragment => out.extend(utf8_percent_encode(&v, PATH_SEGMENT)),
                 }
             }
         }
@@ -376,13 +358,9 @@ pub(crate) fn url(
         }
     }
     if !extra_query.is_empty() {
-        let (base, fragment) = match out.find('#') {
-            Some(i) => (out[..i].to_string(), out[i..].to_string()),
-            None => (out.clone(), String::new()),
-        };
-        let mut s = base;
-        let mut sep = if s.contains('?') {
-            if s.ends_with('?') || s.ends_with('&') {
+        let fragment = out.find('#').map(|i| out.split_off(i));
+        let mut sep = if out.contains('?') {
+            if out.ends_with('?') || out.ends_with('&') {
                 ""
             } else {
                 "&"
@@ -391,14 +369,15 @@ pub(crate) fn url(
             "?"
         };
         for (name, value) in extra_query {
-            s.push_str(sep);
-            s.push_str(&query_encode(name));
-            s.push('=');
-            s.push_str(&query_encode(value));
+            out.push_str(sep);
+            out.extend(utf8_percent_encode(name, QUERY));
+            out.push('=');
+            out.extend(utf8_percent_encode(value, QUERY));
             sep = "&";
         }
-        s.push_str(&fragment);
-        out = s;
+        if let Some(fragment) = fragment {
+            out.push_str(&fragment);
+        }
     }
     Ok(out)
 }
@@ -496,6 +475,56 @@ mod tests {
         assert_eq!(
             u.unwrap(),
             "https://api.example.com/api/orders/1?phone=%2B49%2030%26x%3D1"
+        );
+    }
+
+    #[test]
+    fn url_queries_go_before_the_fragment_and_values_of_every_type_render_as_text() {
+        let parts = vec![
+            UrlPart::Ref {
+                r#ref: r(Namespace::Env, "BASE"),
+                at: UrlContext::Origin,
+            },
+            UrlPart::Text("/s/".into()),
+            UrlPart::Ref {
+                r#ref: r(Namespace::Input, "n"),
+                at: UrlContext::Path,
+            },
+            UrlPart::Text("/".into()),
+            UrlPart::Ref {
+                r#ref: r(Namespace::Input, "list"),
+                at: UrlContext::Path,
+            },
+            UrlPart::Text("?x=".into()),
+            UrlPart::Ref {
+                r#ref: r(Namespace::Input, "q"),
+                at: UrlContext::Query,
+            },
+            UrlPart::Text("&missing=".into()),
+            UrlPart::Ref {
+                r#ref: r(Namespace::Input, "none"),
+                at: UrlContext::Query,
+            },
+            UrlPart::Text("#".into()),
+            UrlPart::Ref {
+                r#ref: r(Namespace::Input, "f"),
+                at: UrlContext::Fragment,
+            },
+        ];
+        let inputs = json!({"n": 12.5, "list": ["a b", 2, true], "q": "a&b", "f": "p q"});
+        let extra = [
+            ("a".to_string(), "1 2".to_string()),
+            ("b c".to_string(), "&".to_string()),
+        ];
+        let u = with_scope(inputs.clone(), |s| url(s, &parts, &extra));
+        assert_eq!(
+            u.unwrap(),
+            "https://api.example.com/s/12.5/a%20b,2,true?x=a%26b&missing=&a=1%202&b%20c=%26#p%20q"
+        );
+        let u = with_scope(inputs, |s| url(s, &parts[..8], &extra));
+        assert_eq!(
+            u.unwrap(),
+            "https://api.example.com/s/12.5/a%20b,2,true?x=a%26b&missing=&a=1%202&b%20c=%26"
         );
     }
 
