@@ -15,6 +15,7 @@
 //! at start-up), the way a typed struct is deserialized: the rest is checked for JSON syntax
 //! but never allocated.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use jsonpath_rust::parser::model::{
@@ -47,7 +48,8 @@ impl Mapping {
     }
 
     /// Parses a response body (blank: null) into what the outputs read.
-    pub(crate) fn parse<'m>(&'m self, body: &[u8]) -> serde_json::Result<Node<'m>> {
+    /// Strings without escapes are borrowed from `body`.
+    pub(crate) fn parse<'a>(&'a self, body: &'a [u8]) -> serde_json::Result<Node<'a>> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Node::Null);
         }
@@ -248,7 +250,7 @@ pub(crate) enum Node<'n> {
     Null,
     Bool(bool),
     Number(Number),
-    String(String),
+    String(Cow<'n, str>),
     Array(Vec<Node<'n>>),
     /// The members read by name, in the body's order; a repeated name keeps its first place
     /// and its last value, as `serde_json::Map` does.
@@ -263,7 +265,7 @@ impl Node<'_> {
             Node::Null => Value::Null,
             Node::Bool(b) => Value::Bool(*b),
             Node::Number(n) => Value::Number(n.clone()),
-            Node::String(s) => Value::String(s.clone()),
+            Node::String(s) => Value::String(s.to_string()),
             Node::Array(items) => Value::Array(items.iter().map(Node::to_value).collect()),
             Node::Object(members) => Value::Object(
                 members
@@ -316,7 +318,8 @@ impl<'a> At<'a> {
 
     fn as_str(self) -> Option<&'a str> {
         match self {
-            At::Node(Node::String(s)) | At::Value(Value::String(s)) => Some(s),
+            At::Node(Node::String(s)) => Some(s),
+            At::Value(Value::String(s)) => Some(s),
             _ => None,
         }
     }
@@ -339,7 +342,8 @@ impl<'a> At<'a> {
             At::Node(Node::Null) | At::Value(Value::Null) => Scalar::Null,
             At::Node(Node::Bool(b)) | At::Value(Value::Bool(b)) => Scalar::Bool(*b),
             At::Node(Node::Number(n)) | At::Value(Value::Number(n)) => Scalar::Number(n),
-            At::Node(Node::String(s)) | At::Value(Value::String(s)) => Scalar::String(s),
+            At::Node(Node::String(s)) => Scalar::String(s),
+            At::Value(Value::String(s)) => Scalar::String(s),
             _ => return None,
         })
     }
@@ -430,7 +434,7 @@ impl Found<'_> {
 /// Deserializes a JSON value into what a [`Need`] reads of it.
 struct Pruned<'n>(&'n Need);
 
-impl<'de, 'n> DeserializeSeed<'de> for Pruned<'n> {
+impl<'de: 'n, 'n> DeserializeSeed<'de> for Pruned<'n> {
     type Value = Node<'n>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Node<'n>, D::Error> {
@@ -442,7 +446,7 @@ impl<'de, 'n> DeserializeSeed<'de> for Pruned<'n> {
     }
 }
 
-impl<'de, 'n> Visitor<'de> for Pruned<'n> {
+impl<'de: 'n, 'n> Visitor<'de> for Pruned<'n> {
     type Value = Node<'n>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -465,12 +469,16 @@ impl<'de, 'n> Visitor<'de> for Pruned<'n> {
         Ok(Number::from_f64(v).map_or(Node::Null, Node::Number))
     }
 
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Node<'n>, E> {
+        Ok(Node::String(Cow::Borrowed(v)))
+    }
+
     fn visit_str<E>(self, v: &str) -> Result<Node<'n>, E> {
-        Ok(Node::String(v.to_owned()))
+        Ok(Node::String(Cow::Owned(v.to_owned())))
     }
 
     fn visit_string<E>(self, v: String) -> Result<Node<'n>, E> {
-        Ok(Node::String(v))
+        Ok(Node::String(Cow::Owned(v)))
     }
 
     fn visit_unit<E>(self) -> Result<Node<'n>, E> {
