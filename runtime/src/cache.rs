@@ -21,7 +21,7 @@ use mca_compiler::ir::{self, CacheScope};
 use serde_json::{Map, Value};
 
 use crate::execute::Miss;
-use crate::response::CallContext;
+use crate::response::{CallContext, Outputs};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
@@ -34,7 +34,7 @@ pub(crate) struct CacheKey {
 /// names are the action's, and an entry is small (the cache holds many).
 #[derive(Debug)]
 pub(crate) struct Entry {
-    values: Box<[Value]>,
+    values: Arc<[Value]>,
     /// The upstream status the outputs were mapped from.
     pub status: Option<u16>,
     /// In an action with steps: the values of its steps (deferred steps and `say` read them).
@@ -51,19 +51,15 @@ impl Entry {
     /// `values`: one per output of the action, in the action's order.
     pub(crate) fn of_values(values: Vec<Value>, status: Option<u16>) -> Entry {
         Entry {
-            values: values.into_boxed_slice(),
+            values: values.into(),
             status,
             steps: None,
         }
     }
 
-    /// The outputs, named (`outputs`: the action's, in order).
-    pub(crate) fn output(&self, outputs: &[mca_compiler::ir::Output]) -> Map<String, Value> {
-        outputs
-            .iter()
-            .zip(self.values.iter())
-            .map(|(o, v)| (o.name.clone(), v.clone()))
-            .collect()
+    /// The outputs, named (`names`: the action's outputs, in order); the values are shared.
+    pub(crate) fn output(&self, names: &Arc<[String]>) -> Outputs {
+        Outputs::new(names.clone(), self.values.clone())
     }
 }
 

@@ -30,7 +30,7 @@ use crate::outbound::{Failure, Outbound, Received};
 use crate::prepare::{prepare, Prepared, StartupError, StartupProblem};
 use crate::redact::Redactor;
 use crate::render::{self, Scope, StepValues};
-use crate::response::{ActionResponse, Answer, CallContext, Detail, ErrorBody, Status};
+use crate::response::{ActionResponse, Answer, CallContext, Detail, ErrorBody, Outputs, Status};
 
 mod steps;
 
@@ -439,7 +439,7 @@ impl Runtime {
         entry: &Entry,
         detail: Detail,
     ) -> Answer {
-        let mut output = entry.output(&prep.action.outputs);
+        let mut output = entry.output(&prep.output_names);
         let steps = entry.steps.as_deref();
         if prep.action.request.is_some() {
             // Guarded outputs of a single request (those of steps are computed with them).
@@ -447,7 +447,7 @@ impl Runtime {
                 if let Some(w) = &o.when {
                     let scope = Scope::public(inputs, call, &prep.env, None, steps);
                     if !scope.holds(w) {
-                        output.insert(o.name.clone(), Value::Null);
+                        output.set(&o.name, Value::Null);
                     }
                 }
             }
@@ -524,16 +524,14 @@ impl Runtime {
         outcome: &Outcome,
         inputs: &Map<String, Value>,
         call: &CallContext,
-    ) -> (Map<String, Value>, Option<String>) {
-        let mut output: Map<String, Value> = prep
-            .action
-            .outputs
-            .iter()
-            .map(|o| (o.name.clone(), Value::Null))
-            .collect();
+    ) -> (Outputs, Option<String>) {
+        let mut values = vec![Value::Null; prep.output_names.len()];
         for (name, value) in &outcome.values {
-            output.insert(name.clone(), value.clone());
+            if let Some(i) = prep.output_names.iter().position(|n| n == name) {
+                values[i] = value.clone();
+            }
         }
+        let output = Outputs::new(prep.output_names.clone(), values.into());
         let scope = Scope::public(inputs, call, &prep.env, Some(&output), None);
         let say = outcome.say.as_ref().and_then(|t| scope.template_strict(t));
         (output, say)

@@ -80,7 +80,7 @@ pub use breaker::BreakerConfig;
 pub use config::Config;
 pub use execute::Runtime;
 pub use prepare::{StartupError, StartupProblem};
-pub use response::{ActionResponse, Answer, CallContext, Detail, ErrorBody, Status};
+pub use response::{ActionResponse, Answer, CallContext, Detail, ErrorBody, Outputs, Status};
 pub use server::{serve, ServeError, Server};
 
 /// Runs a future to completion on a new multi-threaded async runtime (for the CLI, which does

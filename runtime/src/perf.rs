@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::mapping::Mapping;
 use crate::prepare::prepare_output;
 use crate::render::Scope;
-use crate::response::CallContext;
+use crate::response::{CallContext, Outputs};
 
 /// An action's outputs with their JSONPaths parsed, as the runtime prepares them at start-up.
 pub struct Mapper {
@@ -45,7 +45,7 @@ impl Mapper {
 #[derive(Default)]
 pub struct Values {
     pub inputs: Map<String, Value>,
-    pub outputs: Map<String, Value>,
+    pub outputs: Outputs,
     pub env: HashMap<String, String>,
     pub call: CallContext,
 }

@@ -166,6 +166,8 @@ pub(crate) struct Prepared {
     /// The one request of a single-request action.
     pub main: Option<PreparedRequest>,
     pub steps: Vec<PreparedStep>,
+    /// The names of the action's outputs, in order (shared by every answer).
+    pub output_names: std::sync::Arc<[String]>,
 }
 
 /// Parses an output's JSONPath (the error is the parser's message). `None` for a computed
@@ -378,6 +380,7 @@ pub(crate) fn prepare(
         }
 
         prepared.push(Prepared {
+            output_names: action.outputs.iter().map(|o| o.name.clone()).collect(),
             action,
             env,
             secrets,

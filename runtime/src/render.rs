@@ -22,7 +22,7 @@ use mca_compiler::ir::{
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
-use crate::response::CallContext;
+use crate::response::{CallContext, Outputs};
 
 /// RFC 3986 unreserved characters stay; everything else is encoded.
 const QUERY: &AsciiSet = &NON_ALPHANUMERIC
@@ -56,7 +56,7 @@ pub(crate) struct Scope<'a> {
     pub call: &'a CallContext,
     pub env: &'a HashMap<String, String>,
     pub secrets: &'a HashMap<String, String>,
-    pub outputs: Option<&'a Map<String, Value>>,
+    pub outputs: Option<&'a Outputs>,
     /// The values of the live steps that have run (`step.NAME.VALUE`).
     pub steps: Option<&'a StepValues>,
 }
@@ -75,7 +75,7 @@ impl<'a> Scope<'a> {
         inputs: &'a Map<String, Value>,
         call: &'a CallContext,
         env: &'a HashMap<String, String>,
-        outputs: Option<&'a Map<String, Value>>,
+        outputs: Option<&'a Outputs>,
         steps: Option<&'a StepValues>,
     ) -> Scope<'a> {
         Scope {

@@ -5,8 +5,11 @@
 //! upstream failed and the action declares no `fallback`). Both serialize exactly as the contract
 //! says; [`Answer::detail`] carries diagnostics that are never serialized.
 
+use std::sync::Arc;
+
 use mca_compiler::ir::Reason;
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 /// Who is calling: filled from the `X-Call-Id` and `X-Call-From` headers.
@@ -37,7 +40,7 @@ pub enum Status {
 pub struct Answer {
     pub action: String,
     pub status: Status,
-    pub output: Map<String, Value>,
+    pub output: Outputs,
     /// The rendered `say` template; `null` when the outcome has none, or when a value it
     /// refers to is null (a half-rendered sentence is worse than none).
     pub say: Option<String>,
@@ -53,6 +56,115 @@ pub struct Answer {
     /// Diagnostics for logs, `mca run` and `mca test`; never serialized.
     #[serde(skip)]
     pub detail: Detail,
+}
+
+/// The outputs of an answer: one value per output of the action, in the action's order, under
+/// its names. Serialized as a JSON object in that order. The names are the action's (shared,
+/// not copied per answer) and the values may be shared with the cache entry they came from:
+/// an answer from the cache copies neither.
+#[derive(Clone, Default)]
+pub struct Outputs {
+    names: Arc<[String]>,
+    values: Arc<[Value]>,
+}
+
+impl Outputs {
+    /// `values[i]` is the value of `names[i]`; missing values are null, extra ones dropped.
+    pub fn new(names: Arc<[String]>, values: Arc<[Value]>) -> Outputs {
+        if values.len() == names.len() {
+            return Outputs { names, values };
+        }
+        let values = (0..names.len())
+            .map(|i| values.get(i).cloned().unwrap_or(Value::Null))
+            .collect();
+        Outputs { names, values }
+    }
+
+    /// The value of output `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        let i = self.names.iter().position(|n| n == name)?;
+        self.values.get(i)
+    }
+
+    /// Sets output `name` (an output the action declares; others are ignored).
+    pub fn set(&mut self, name: &str, value: Value) {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            let mut values = self.values.to_vec();
+            values[i] = value;
+            self.values = values.into();
+        }
+    }
+
+    /// Names and values, in the action's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.values.iter())
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The outputs as a JSON object.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect()
+    }
+}
+
+impl From<Map<String, Value>> for Outputs {
+    fn from(map: Map<String, Value>) -> Outputs {
+        let (names, values): (Vec<String>, Vec<Value>) = map.into_iter().unzip();
+        Outputs {
+            names: names.into(),
+            values: values.into(),
+        }
+    }
+}
+
+/// `outputs["name"]`: the value, null for a name the action does not declare.
+impl std::ops::Index<&str> for Outputs {
+    type Output = Value;
+
+    fn index(&self, name: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self.get(name).unwrap_or(&NULL)
+    }
+}
+
+impl PartialEq for Outputs {
+    fn eq(&self, other: &Outputs) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl std::fmt::Debug for Outputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Outputs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Outputs, D::Error> {
+        Map::deserialize(d).map(Outputs::from)
+    }
+}
+
+impl Serialize for Outputs {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (name, value) in self.iter() {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 /// Diagnostics about how an answer came about.
@@ -177,5 +289,53 @@ impl ActionResponse {
             }
             ActionResponse::Error(e) => e.reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn outputs(values: Vec<Value>) -> Outputs {
+        let names: Arc<[String]> = ["found", "name", "open_tickets"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Outputs::new(names, values.into())
+    }
+
+    #[test]
+    fn outputs_serialize_as_an_object_in_the_actions_order() {
+        let o = outputs(vec![json!(true), json!("Max"), json!(2)]);
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            r#"{"found":true,"name":"Max","open_tickets":2}"#
+        );
+        assert_eq!(o["name"], json!("Max"));
+        assert_eq!(o["undeclared"], Value::Null);
+        assert_eq!(o.get("undeclared"), None);
+        assert_eq!(Outputs::from(o.to_map()), o);
+    }
+
+    #[test]
+    fn missing_values_are_null_and_extra_ones_dropped() {
+        assert_eq!(outputs(vec![json!(true)])["open_tickets"], Value::Null);
+        assert_eq!(outputs(vec![json!(true)]).len(), 3);
+        let extra = outputs(vec![json!(1), json!(2), json!(3), json!(4)]);
+        assert_eq!(extra.iter().count(), 3);
+    }
+
+    /// An answer shares its values with the cache entry it came from: setting one output (a
+    /// guard that does not hold) must not change the entry's.
+    #[test]
+    fn setting_an_output_leaves_outputs_sharing_its_values_unchanged() {
+        let entry = outputs(vec![json!(true), json!("Max"), json!(2)]);
+        let mut answer = entry.clone();
+        answer.set("name", Value::Null);
+        answer.set("undeclared", json!(1));
+        assert_eq!(answer["name"], Value::Null);
+        assert_eq!(answer.get("undeclared"), None);
+        assert_eq!(entry["name"], json!("Max"));
     }
 }

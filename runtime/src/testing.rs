@@ -19,11 +19,11 @@
 use std::collections::HashMap;
 
 use mca_compiler::ir::{self, ExpectationKind, Location};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::Config;
 use crate::execute::Runtime;
-use crate::response::{ActionResponse, CallContext, Status};
+use crate::response::{ActionResponse, CallContext, Outputs, Status};
 use crate::stub::{Recorded, Reply, Stub};
 
 /// One unmet expectation.
@@ -235,7 +235,7 @@ pub fn run_all_blocking(project: &ir::Project) -> std::io::Result<Vec<TestReport
     Ok(rt.block_on(run_all(project)))
 }
 
-fn compare_outputs(values: &[(String, Value)], output: &Map<String, Value>) -> Result<(), String> {
+fn compare_outputs(values: &[(String, Value)], output: &Outputs) -> Result<(), String> {
     let wrong: Vec<String> = values
         .iter()
         .filter(|(name, expected)| output.get(name).unwrap_or(&Value::Null) != expected)

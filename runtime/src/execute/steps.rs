@@ -25,7 +25,7 @@ use crate::cache::Entry;
 use crate::outbox::{Delivery, JobKind, JobRecord, NewJob};
 use crate::prepare::Prepared;
 use crate::render::{Scope, StepValues};
-use crate::response::{ActionResponse, CallContext, Status};
+use crate::response::{ActionResponse, CallContext, Outputs, Status};
 
 /// Failure of one live step.
 struct StepFailure {
@@ -259,7 +259,7 @@ impl Runtime {
         prep: &Prepared,
         inputs: &Map<String, Value>,
         call: &CallContext,
-        output: &Map<String, Value>,
+        output: &Outputs,
         steps: Option<&StepValues>,
     ) -> Result<(), String> {
         let empty = HashMap::new();
@@ -458,7 +458,7 @@ impl Runtime {
             };
         };
         let step = &prep.action.steps[at];
-        let output = field("outputs").as_object().cloned().unwrap_or_default();
+        let output = Outputs::from(field("outputs").as_object().cloned().unwrap_or_default());
         let steps: StepValues = serde_json::from_value(field("steps")).unwrap_or_default();
         let scope = Scope {
             inputs: &inputs,

@@ -8,9 +8,9 @@
 //! Always one line (line breaks and runs of whitespace become one space, control characters go)
 //! and at most [`MAX_CHARS`] characters (cut at a word where possible, ending in `…`).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::response::{ActionResponse, Answer, ErrorBody};
+use crate::response::{ActionResponse, Answer, ErrorBody, Outputs};
 
 /// Longest text handed to a platform, in characters.
 pub const MAX_CHARS: usize = 500;
@@ -51,7 +51,7 @@ pub fn response_text(response: &ActionResponse) -> Result<String, String> {
 }
 
 /// `name: value; other: a, b`, outputs in declaration order, nulls left out.
-fn render_outputs(output: &Map<String, Value>) -> String {
+fn render_outputs(output: &Outputs) -> String {
     output
         .iter()
         .filter(|(_, v)| !v.is_null())
@@ -116,7 +116,7 @@ mod tests {
         Answer {
             action: "a".into(),
             status: Status::Ok,
-            output: output.as_object().cloned().unwrap_or_default(),
+            output: output.as_object().cloned().unwrap_or_default().into(),
             say: say.map(str::to_string),
             cached: false,
             duration_ms: 1,
