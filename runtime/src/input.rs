@@ -1,6 +1,6 @@
 //! Input validation: the body must be a JSON object, every declared input is checked against its
 //! type and format (the compiler's [`Ty::check`](mca_compiler::ir::Ty::check), so compiler and
-//! runtime agree), defaults fill omitted inputs. Undeclared members are ignored.
+//! runtime agree), defaults fill omitted inputs. Undeclared members are dropped.
 
 use mca_compiler::ir::{Action, Reason, Ty};
 use serde_json::{Map, Value};
@@ -21,14 +21,16 @@ pub(crate) fn validate(action: &Action, body: Value) -> Result<Map<String, Value
             ),
         ));
     };
-    let mut inputs = Map::with_capacity(action.inputs.len());
+    // The caller's object becomes the inputs (no copies): undeclared members are dropped,
+    // omitted inputs added.
+    let declared = |name: &str| action.inputs.iter().any(|i| i.name == name);
+    if given.keys().any(|k| !declared(k)) {
+        given.retain(|k, _| declared(k));
+    }
     for input in &action.inputs {
-        // Taken, not copied: input names are unique, and `given` is not read again.
-        let value = match given.swap_remove(&input.name) {
-            None | Some(Value::Null) if input.default.is_some() => {
-                input.default.clone().unwrap_or(Value::Null)
-            }
-            None if input.ty.is_optional() => Value::Null,
+        let fill = match given.get(&input.name) {
+            None | Some(Value::Null) if input.default.is_some() => input.default.clone(),
+            None if input.ty.is_optional() => Some(Value::Null),
             None => {
                 return Err(invalid(
                     &input.name,
@@ -39,17 +41,23 @@ pub(crate) fn validate(action: &Action, body: Value) -> Result<Map<String, Value
                     ),
                 ))
             }
-            Some(v) => v,
+            Some(_) => None,
         };
-        if let Err(mismatch) = input.ty.check(&value) {
+        if let Some(value) = fill {
+            given.insert(input.name.clone(), value);
+        }
+        let Some(value) = given.get_mut(&input.name) else {
+            continue;
+        };
+        if let Err(mismatch) = input.ty.check(value) {
             return Err(invalid(
                 &input.name,
                 format!("input `{}`: {mismatch}", input.name),
             ));
         }
-        inputs.insert(input.name.clone(), normalize(&input.ty, value));
+        *value = normalize(&input.ty, std::mem::take(value));
     }
-    Ok(inputs)
+    Ok(given)
 }
 
 /// An integral number given for an `int` (`3.0`) becomes an integer (`3`), so it renders as

@@ -552,3 +552,24 @@ async fn graceful_shutdown_lets_in_flight_calls_finish() {
     // The listener is closed.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// The caller's object becomes the inputs: exactly the declared members, defaults for omitted
+/// or null ones, null for omitted optional ones, integral numbers of ints as integers.
+#[test]
+fn inputs_keep_exactly_the_declared_members_with_defaults_and_ints_normalized() {
+    let runtime =
+        mca_runtime::Runtime::new(project(vec![typed_action()]), config("http://127.0.0.1:9"))
+            .unwrap();
+    let body =
+        br#"{"extra": 1, "count": 3.0, "phone": "+4930123456", "mode": null, "x": {"y": 2}}"#;
+    let inputs = mca_runtime::hooks::decode_inputs(&runtime, "typed", body).unwrap();
+    assert_eq!(
+        Value::Object(inputs),
+        json!({"phone": "+4930123456", "count": 3, "mode": "fast", "note": null})
+    );
+    let inputs =
+        mca_runtime::hooks::decode_inputs(&runtime, "typed", br#"{"phone": "+4930123456"}"#)
+            .unwrap();
+    assert_eq!(inputs.len(), 4);
+    assert!(inputs["count"].is_i64());
+}
