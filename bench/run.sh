@@ -4,7 +4,9 @@
 # loopback, measured with wrk in one run. Prints one table (requests/s, p50, p99, ratio to the
 # baseline) and the server's memory. See BENCHMARKS.md.
 #
-# Usage: bench/run.sh            (about 2.5 minutes once built; DURATION=N seconds per run)
+# Usage: bench/run.sh            (about 5 minutes once built; DURATION=N seconds per run,
+#                                ROUNDS=N rounds: each measured run is repeated N times,
+#                                baseline and mca alternating, and the table shows medians)
 #
 # Installs nginx and wrk with apt-get when they are missing. Sends traffic only to 127.0.0.1;
 # every load run is bounded in time (wrk -d), and everything started here is stopped on exit.
@@ -12,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10} # seconds per measured run
+ROUNDS=${ROUNDS:-3}      # rounds of runs, baseline and mca alternating; the table shows medians
 WARMUP=${WARMUP:-2}      # seconds of unmeasured load before each measured run
 FILL=${FILL:-100000}     # cache entries made before measuring the memory they take
 UP_PORT=${UP_PORT:-18180}
@@ -123,16 +126,36 @@ wait "$WRK_PID" 2>/dev/null || true
 sleep 1
 FULL_MCA=$(rss_mb "$MCA_PID")
 
-echo "measuring: ${WARMUP}s warm-up + ${DURATION}s per run"
+echo "measuring: $ROUNDS rounds, ${WARMUP}s warm-up + ${DURATION}s per run"
 load up-32 "$UP_PID" "$UP_URL" 32 get.lua
-# Misses: a new phone number per request; baseline and mca alternate.
-load base-miss-1 "$BASE_PID" "$BASE_URL" 1 miss.lua 1
-load mca-miss-1 "$MCA_PID" "$MCA_URL" 1 miss.lua 2
-load base-miss-32 "$BASE_PID" "$BASE_URL" 32 miss.lua 3
-load mca-miss-32 "$MCA_PID" "$MCA_URL" 32 miss.lua 4
-# Hits: the same phone number in the same call.
-load mca-hit-1 "$MCA_PID" "$MCA_URL" 1 hit.lua
-load mca-hit-32 "$MCA_PID" "$MCA_URL" 32 hit.lua
+NAMES="base-miss-1 mca-miss-1 base-miss-32 mca-miss-32 mca-hit-1 mca-hit-32"
+for r in $(seq "$ROUNDS"); do
+  # Misses: a new phone number per request (each mca run its own tag digit, 1-6: the fill
+  # used 9); baseline and mca alternate.
+  load "base-miss-1-$r" "$BASE_PID" "$BASE_URL" 1 miss.lua 7
+  load "mca-miss-1-$r" "$MCA_PID" "$MCA_URL" 1 miss.lua $((2 * r - 1))
+  load "base-miss-32-$r" "$BASE_PID" "$BASE_URL" 32 miss.lua 8
+  load "mca-miss-32-$r" "$MCA_PID" "$MCA_URL" 32 miss.lua $((2 * r))
+  # Hits: the same phone number in the same call.
+  load "mca-hit-1-$r" "$MCA_PID" "$MCA_URL" 1 hit.lua
+  load "mca-hit-32-$r" "$MCA_PID" "$MCA_URL" 32 hit.lua
+  echo "  round $r: miss 32c ×b $(echo "${R[mca-miss-32-$r]} ${R[base-miss-32-$r]}" |
+    awk '{ printf "%.2f", $1 / $7 }'), miss 1c p50 ×b $(echo "${R[mca-miss-1-$r]} ${R[base-miss-1-$r]}" |
+    awk '{ printf "%.2f", $2 / $8 }'), hit 32c ×b $(echo "${R[mca-hit-32-$r]} ${R[base-miss-32-$r]}" |
+    awk '{ printf "%.2f", $1 / $7 }')"
+done
+# The median of each column over the rounds.
+for name in $NAMES; do
+  R[$name]=$(for r in $(seq "$ROUNDS"); do echo "${R[$name-$r]}"; done | awk '
+    { for (i = 1; i <= NF; i++) v[i, NR] = $i; n = NR; f = NF }
+    END {
+      for (i = 1; i <= f; i++) {
+        for (j = 1; j <= n; j++) a[j] = v[i, j]
+        for (j = 2; j <= n; j++) for (k = j; k > 1 && a[k - 1] > a[k]; k--) { t = a[k]; a[k] = a[k - 1]; a[k - 1] = t }
+        printf "%s%s", (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2), (i < f ? " " : "\n")
+      }
+    }')
+done
 LOADED_MCA=$(rss_mb "$MCA_PID")
 
 field() { echo "${R[$1]}" | awk -v i="$2" '{ print $i }'; }
@@ -150,7 +173,7 @@ row() { # label, result name, baseline result name
 }
 
 echo
-echo "lookup_customer over loopback, wrk -t1, ${DURATION}s per run ($(nproc) cores, $(date -u +%Y-%m-%d))"
+echo "lookup_customer over loopback, wrk -t1, ${DURATION}s per run, medians of $ROUNDS rounds ($(nproc) cores, $(date -u +%Y-%m-%d))"
 echo
 echo "| run                          |     req/s | p50 (µs) | p99 (µs) | req/s ×b | p50 ×b | CPU µs/req | errors |"
 echo "|------------------------------|----------:|---------:|---------:|---------:|-------:|-----------:|-------:|"
