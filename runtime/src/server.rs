@@ -264,18 +264,32 @@ fn authorized(runtime: &Runtime, req: &Request<Incoming>) -> bool {
         .is_some_and(|given| same_token(given, token.as_bytes()))
 }
 
-fn decode(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8_lossy()
-        .into_owned()
+/// A path segment, percent-decoded (borrowed when it has no escapes).
+fn decode(segment: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy()
+}
+
+/// The first `N` segments of a path, and how many there are (at most `N`: a longer path
+/// matches no route anyway).
+fn segments<const N: usize>(path: &str) -> ([&str; N], usize) {
+    let mut out = [""; N];
+    let mut n = 0;
+    for (slot, segment) in out.iter_mut().zip(path.trim_matches('/').split('/')) {
+        *slot = segment;
+        n += 1;
+    }
+    (out, n)
 }
 
 async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Reply {
     let arrived = std::time::Instant::now();
-    let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // The URI is shared, not copied; the routes have at most 3 segments.
+    let uri = req.uri().clone();
+    let path = uri.path();
+    let (buffer, n) = segments::<4>(path);
+    let segments = &buffer[..n];
     let method = req.method().clone();
-    match (&method, segments.as_slice()) {
+    match (&method, segments) {
         (&Method::GET, ["healthz"]) => return json_reply(200, &json!({"status": "ok"})),
         (&Method::GET, ["metrics"]) => {
             let mut r = Response::new(Full::new(Bytes::from(runtime.metrics_text())));
@@ -303,7 +317,7 @@ async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Reply {
         );
         return r;
     }
-    match (&method, segments.as_slice()) {
+    match (&method, segments) {
         (&Method::GET, ["actions"]) => {
             json_reply(200, &crate::schema::describe_all(runtime.actions()))
         }
@@ -333,7 +347,7 @@ async fn handle(runtime: Arc<Runtime>, req: Request<Incoming>) -> Reply {
                     }
                 };
             let call = CallContext {
-                id: Some(decode(id)),
+                id: Some(decode(id).into_owned()),
                 from: details
                     .get("from")
                     .and_then(Value::as_str)

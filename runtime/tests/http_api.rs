@@ -573,3 +573,20 @@ fn inputs_keep_exactly_the_declared_members_with_defaults_and_ints_normalized() 
     assert_eq!(inputs.len(), 4);
     assert!(inputs["count"].is_i64());
 }
+
+/// Routes match whole paths: an escaped action name is decoded, a trailing slash is the same
+/// path, and a longer path under a route is no route.
+#[tokio::test(flavor = "multi_thread")]
+async fn action_names_are_decoded_and_longer_paths_match_no_route() {
+    let (stub, server) = typed_server().await;
+    let (status, body) = call(&server, "t%79ped", json!({"phone": "+4930123456"}), None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = call(&server, "typed/", json!({"phone": "+4930123456"}), None).await;
+    assert_eq!(status, 200);
+    for path in ["typed/extra", "typed/a/b", "typed/a/b/c/d/e"] {
+        let (status, body) = call(&server, path, json!({"phone": "+4930123456"}), None).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+    assert_eq!(stub.request_count(), 2);
+}
