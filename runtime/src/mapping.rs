@@ -493,18 +493,12 @@ impl<'de: 'n, 'n> Visitor<'de> for Pruned<'n> {
         self.deserialize(d)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'n>, A::Error> {
-        let mut items = Vec::new();
-        match &self.0.items {
-            Some(need) => {
-                while let Some(item) = seq.next_element_seed(Pruned(need))? {
-                    items.push(item);
-                }
-            }
-            // Nothing reads the elements.
-            None => while seq.next_element::<IgnoredAny>()?.is_some() {},
-        }
-        Ok(Node::Array(items))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Node<'n>, A::Error> {
+        elements(
+            seq,
+            self.0.items.as_deref().map(|need| move || Pruned(need)),
+        )
+        .map(Node::Array)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'n>, A::Error> {
@@ -529,6 +523,25 @@ impl<'de: 'n, 'n> Visitor<'de> for Pruned<'n> {
         }
         Ok(Node::Object(members))
     }
+}
+
+/// The elements of an array, each parsed with a seed from `seed`; all skipped (checked for
+/// JSON syntax only) when nothing reads them.
+fn elements<'de, A, S>(mut seq: A, seed: Option<impl Fn() -> S>) -> Result<Vec<S::Value>, A::Error>
+where
+    A: SeqAccess<'de>,
+    S: DeserializeSeed<'de>,
+{
+    let mut items = Vec::new();
+    match seed {
+        Some(seed) => {
+            while let Some(item) = seq.next_element_seed(seed())? {
+                items.push(item);
+            }
+        }
+        None => while seq.next_element::<IgnoredAny>()?.is_some() {},
+    }
+    Ok(items)
 }
 
 /// An object member's name among those a [`Need`] reads by name (`None`: skip the member).
@@ -618,18 +631,15 @@ impl<'de> Visitor<'de> for PrunedValue<'_> {
         self.deserialize(d)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        match &self.0.items {
-            Some(need) => {
-                while let Some(item) = seq.next_element_seed(PrunedValue(need))? {
-                    items.push(item);
-                }
-            }
-            // Nothing reads the elements.
-            None => while seq.next_element::<IgnoredAny>()?.is_some() {},
-        }
-        Ok(Value::Array(items))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        elements(
+            seq,
+            self.0
+                .items
+                .as_deref()
+                .map(|need| move || PrunedValue(need)),
+        )
+        .map(Value::Array)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {

@@ -480,36 +480,26 @@ mod tests {
 
     #[test]
     fn url_queries_go_before_the_fragment_and_values_of_every_type_render_as_text() {
+        let input = |name: &str, at| UrlPart::Ref {
+            r#ref: r(Namespace::Input, name),
+            at,
+        };
+        let text = |t: &str| UrlPart::Text(t.into());
         let parts = vec![
             UrlPart::Ref {
                 r#ref: r(Namespace::Env, "BASE"),
                 at: UrlContext::Origin,
             },
-            UrlPart::Text("/s/".into()),
-            UrlPart::Ref {
-                r#ref: r(Namespace::Input, "n"),
-                at: UrlContext::Path,
-            },
-            UrlPart::Text("/".into()),
-            UrlPart::Ref {
-                r#ref: r(Namespace::Input, "list"),
-                at: UrlContext::Path,
-            },
-            UrlPart::Text("?x=".into()),
-            UrlPart::Ref {
-                r#ref: r(Namespace::Input, "q"),
-                at: UrlContext::Query,
-            },
-            UrlPart::Text("&missing=".into()),
-            UrlPart::Ref {
-                r#ref: r(Namespace::Input, "none"),
-                at: UrlContext::Query,
-            },
-            UrlPart::Text("#".into()),
-            UrlPart::Ref {
-                r#ref: r(Namespace::Input, "f"),
-                at: UrlContext::Fragment,
-            },
+            text("/s/"),
+            input("n", UrlContext::Path),
+            text("/"),
+            input("list", UrlContext::Path),
+            text("?x="),
+            input("q", UrlContext::Query),
+            text("&missing="),
+            input("none", UrlContext::Query),
+            text("#"),
+            input("f", UrlContext::Fragment),
         ];
         let inputs = json!({"n": 12.5, "list": ["a b", 2, true], "q": "a&b", "f": "p q"});
         let extra = [

@@ -7,11 +7,21 @@ use mca_compiler::ir::{Body, JsonTemplate, Namespace, Param};
 use mca_runtime::stub::{Reply, Stub};
 use serde_json::json;
 
-async fn run(a: mca_compiler::ir::Action, input: serde_json::Value) -> (Stub, serde_json::Value) {
+/// Serves `a` against a stub upstream, with `env` set.
+async fn serve(a: mca_compiler::ir::Action, env: &[(&str, &str)]) -> (Stub, Running) {
     let stub = Stub::start(vec![Reply::json(200, json!({"value": "v"}))])
         .await
         .unwrap();
-    let server = start(project(vec![a]), config(&stub.url())).await;
+    let mut cfg = config(&stub.url());
+    for (name, value) in env {
+        cfg.set_env(*name, *value);
+    }
+    let server = start(project(vec![a]), cfg).await;
+    (stub, server)
+}
+
+async fn run(a: mca_compiler::ir::Action, input: serde_json::Value) -> (Stub, serde_json::Value) {
+    let (stub, server) = serve(a, &[]).await;
     let (_, body) = call(&server, "a", input, None).await;
     (stub, body)
 }
@@ -152,9 +162,6 @@ async fn form_bodies_are_form_encoded() {
 /// every call must still send them, beside the headers rendered per call.
 #[tokio::test(flavor = "multi_thread")]
 async fn headers_of_env_secrets_and_literals_are_sent_on_every_call_beside_per_call_ones() {
-    let stub = Stub::start(vec![Reply::json(200, json!({"value": "v"}))])
-        .await
-        .unwrap();
     let mut a = action("a");
     a.env.push("TENANT".into());
     a.secrets = vec!["KEY".into()];
@@ -173,10 +180,7 @@ async fn headers_of_env_secrets_and_literals_are_sent_on_every_call_beside_per_c
             value,
         });
     }
-    let mut cfg = config(&stub.url());
-    cfg.set_env("TENANT", "acme");
-    cfg.set_env("KEY", "k-123");
-    let server = start(project(vec![a]), cfg).await;
+    let (stub, server) = serve(a, &[("TENANT", "acme"), ("KEY", "k-123")]).await;
     for id in ["1", "2"] {
         let (_, body) = call(&server, "a", json!({"id": id}), None).await;
         assert_eq!(body["status"], "ok", "{body}");
@@ -193,9 +197,6 @@ async fn headers_of_env_secrets_and_literals_are_sent_on_every_call_beside_per_c
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_env_header_value_with_a_line_break_is_refused_on_every_call_before_any_request() {
-    let stub = Stub::start(vec![Reply::json(200, json!({"value": "v"}))])
-        .await
-        .unwrap();
     let mut a = action("a");
     a.env.push("TENANT".into());
     a.req().headers.push(Param {
@@ -205,9 +206,7 @@ async fn an_env_header_value_with_a_line_break_is_refused_on_every_call_before_a
             "TENANT",
         ))])),
     });
-    let mut cfg = config(&stub.url());
-    cfg.set_env("TENANT", "acme\r\nX-Injected: 1");
-    let server = start(project(vec![a]), cfg).await;
+    let (stub, server) = serve(a, &[("TENANT", "acme\r\nX-Injected: 1")]).await;
     for _ in 0..2 {
         let (_, body) = call(&server, "a", json!({"id": "1"}), None).await;
         assert_eq!(body["status"], "fallback", "{body}");
