@@ -223,13 +223,13 @@ fn prepare_request(
         .headers
         .iter()
         .map(|h| {
-            let mut v = vars.header(&h.value, "")?;
+            let mut v = vars.header(&h.value, "", ", ")?;
             v.set_sensitive(render::reads_secret(&h.value));
             Some(v)
         })
         .collect();
     let bearer = match &request.auth {
-        Some(Auth::Bearer { token }) => vars.header(token, "Bearer ").map(|mut v| {
+        Some(Auth::Bearer { token }) => vars.header(token, "Bearer ", ",").map(|mut v| {
             v.set_sensitive(true);
             v
         }),
@@ -252,9 +252,9 @@ struct Vars<'a> {
 
 impl Vars<'_> {
     /// `prefix` and the text of an expression that reads nothing but literals, `env` and
-    /// `secret` values, as a header value, the way a call renders it; `None` when it reads
-    /// anything else, is null or is not a valid header value.
-    fn header(&self, e: &ir::Expr, prefix: &str) -> Option<HeaderValue> {
+    /// `secret` values (lists joined with `list_sep`), as a header value, the way a call renders
+    /// it; `None` when it reads anything else, is null or is not a valid header value.
+    fn header(&self, e: &ir::Expr, prefix: &str, list_sep: &str) -> Option<HeaderValue> {
         let constant = e
             .refs()
             .iter()
@@ -274,7 +274,7 @@ impl Vars<'_> {
             outputs: None,
             steps: None,
         };
-        let text = render::text(&scope.expr(e), ", ")?;
+        let text = render::text(&scope.expr(e), list_sep)?;
         render::header_value(&format!("{prefix}{text}")).ok()
     }
 }

@@ -173,6 +173,7 @@ async fn headers_of_env_secrets_and_literals_are_sent_on_every_call_beside_per_c
         ("X-Tenant", env),
         ("X-Key", secret_ref("KEY")),
         ("X-Version", mca_compiler::ir::Expr::Literal(json!(7))),
+        ("X-List", mca_compiler::ir::Expr::Literal(json!(["a", 2]))),
         ("X-Id", input_ref("id")),
     ] {
         a.req().headers.push(Param {
@@ -191,6 +192,7 @@ async fn headers_of_env_secrets_and_literals_are_sent_on_every_call_beside_per_c
         assert_eq!(req.header("x-tenant"), Some("t-acme"));
         assert_eq!(req.header("x-key"), Some("k-123"));
         assert_eq!(req.header("x-version"), Some("7"));
+        assert_eq!(req.header("x-list"), Some("a, 2"));
         assert_eq!(req.header("x-id"), Some(id));
     }
 }
