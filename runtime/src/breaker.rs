@@ -96,7 +96,7 @@ pub(crate) struct Breakers {
 pub(crate) struct Permit<'a> {
     breakers: &'a Breakers,
     metrics: &'a Metrics,
-    key: String,
+    key: &'a str,
     /// The action whose call this is (the label of its attempt metrics).
     action: &'a str,
     host: Arc<Mutex<Host>>,
@@ -140,7 +140,7 @@ impl Breakers {
     /// breaker is open.
     pub(crate) fn admit<'a>(
         &'a self,
-        key: &str,
+        key: &'a str,
         action: &'a str,
         metrics: &'a Metrics,
     ) -> Option<Permit<'a>> {
@@ -166,7 +166,7 @@ impl Breakers {
         Some(Permit {
             breakers: self,
             metrics,
-            key: key.to_string(),
+            key,
             action,
             host,
             probe,
@@ -196,7 +196,7 @@ impl Permit<'_> {
         if config.retry_ratio.is_some() {
             if h.budget < 1.0 {
                 drop(h);
-                self.metrics.retry_budget_exhausted(&self.key);
+                self.metrics.retry_budget_exhausted(self.key);
                 return false;
             }
             h.budget -= 1.0;
@@ -252,7 +252,7 @@ impl Permit<'_> {
         let after = h.state;
         drop(h);
         if before.name() != after.name() {
-            self.metrics.breaker_state(&self.key, after.name());
+            self.metrics.breaker_state(self.key, after.name());
             match after {
                 State::Open { .. } => {
                     tracing::warn!(host = %self.key, "circuit open: calls fall back without a request")

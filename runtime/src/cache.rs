@@ -102,15 +102,19 @@ impl ActionCache {
             CacheScope::Global => None,
             CacheScope::Call => Some(Box::from(call.id.as_deref()?)),
         };
-        let values: Vec<&Value> = self
-            .decl
-            .key
-            .iter()
-            .map(|k| inputs.get(k).unwrap_or(&Value::Null))
-            .collect();
+        // The JSON array of the key's values, written without a vector of them first.
+        let mut key = Vec::with_capacity(64);
+        key.push(b'[');
+        for (i, name) in self.decl.key.iter().enumerate() {
+            if i > 0 {
+                key.push(b',');
+            }
+            serde_json::to_writer(&mut key, inputs.get(name).unwrap_or(&Value::Null)).ok()?;
+        }
+        key.push(b']');
         Some(CacheKey {
             call,
-            key: serde_json::to_string(&values).unwrap_or_default().into(),
+            key: String::from_utf8(key).ok()?.into(),
         })
     }
 
@@ -304,6 +308,33 @@ mod tests {
             .await
             .expect("loaded");
         (e.status, loaded)
+    }
+
+    /// The key is the JSON array of the key inputs' values (missing ones null), with the call
+    /// id for `scope call`, which has no key without a call id.
+    #[test]
+    fn keys_are_the_json_array_of_the_key_values_and_the_call() {
+        let mut decl = ir::Cache {
+            ttl_ms: 1000,
+            key: vec!["a".into(), "b".into(), "missing".into()],
+            scope: CacheScope::Global,
+            stale_if_error_ms: None,
+        };
+        let inputs = serde_json::json!({"b": {"x": [1, "é\""]}, "a": "x", "other": 1});
+        let inputs = inputs.as_object().expect("an object");
+        let call = CallContext::new(Some("c-1".into()), None);
+        let k = ActionCache::new(&decl, 10)
+            .key(inputs, &call)
+            .expect("a key");
+        assert_eq!(&*k.key, r#"["x",{"x":[1,"é\""]},null]"#);
+        assert_eq!(k.call, None);
+        decl.scope = CacheScope::Call;
+        let c = ActionCache::new(&decl, 10);
+        assert_eq!(
+            c.key(inputs, &call).expect("a key").call.as_deref(),
+            Some("c-1")
+        );
+        assert!(c.key(inputs, &CallContext::default()).is_none());
     }
 
     #[tokio::test]
