@@ -75,8 +75,8 @@ async fn a_header_value_with_a_line_break_is_refused_before_any_request() {
     assert_eq!(stub.connections(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_declared_header_replaces_the_one_a_form_body_sets() {
+/// A POST whose form body has one field, `id`, from the input of that name.
+fn form_action() -> mca_compiler::ir::Action {
     let mut a = post_action("a");
     a.req().body = Some(Body::Form {
         fields: vec![Param {
@@ -84,6 +84,12 @@ async fn a_declared_header_replaces_the_one_a_form_body_sets() {
             value: input_ref("id"),
         }],
     });
+    a
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_header_replaces_the_one_a_form_body_sets() {
+    let mut a = form_action();
     a.req().headers.push(Param {
         name: "Content-Type".into(),
         value: mca_compiler::ir::Expr::Literal(json!(
@@ -142,13 +148,7 @@ async fn json_bodies_are_built_as_values_never_spliced() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn form_bodies_are_form_encoded() {
-    let mut a = post_action("a");
-    a.req().body = Some(Body::Form {
-        fields: vec![Param {
-            name: "id".into(),
-            value: input_ref("id"),
-        }],
-    });
+    let a = form_action();
     let (stub, _) = run(a, json!({"id": "a&b=c"})).await;
     let req = &stub.requests()[0];
     assert_eq!(

@@ -848,6 +848,56 @@ async fn a_deferred_write_answered_503_is_retried_with_the_same_key_then_deliver
     }
 }
 
+/// A deferred step with `retry` retries within one delivery: the retry renders the request
+/// again and must carry the key recorded with the write, once, and the same body.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deferred_write_retried_within_one_delivery_repeats_its_key_and_body() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("store.sqlite");
+    let tickets = stub(vec![Reply::json(201, json!({"id": 14}))]).await;
+    let hook = stub(vec![
+        Reply::status(503),
+        Reply::json(200, json!({"ok": true})),
+    ])
+    .await;
+    let cfg = config_with(
+        &[("TICKETS", tickets.url()), ("HOOK", hook.url())],
+        Some(store.clone()),
+    );
+    let source = TICKET_NOTIFY.replace(
+        r#"idempotency_key "{call.id}-notify""#,
+        "idempotency_key \"{call.id}-notify\"\n      retry 1 backoff 10ms",
+    );
+    assert_ne!(source, TICKET_NOTIFY);
+    let server = start(compile(&source), cfg).await;
+    let (status, body) = call(
+        &server,
+        "ticket_notify",
+        json!({"summary": "Fax down"}),
+        Some("call-9"),
+    )
+    .await;
+    assert_eq!((status, &body["status"]), (200, &json!("ok")), "{body}");
+    let delivered = job_in_state(&store, JobState::Delivered).await;
+    assert_eq!(delivered.attempts, 1, "one delivery, retried inside it");
+    assert_eq!(delivered.idempotency_key, "call-9-notify");
+    let sent = hook.requests();
+    assert_eq!(sent.len(), 2);
+    for r in &sent {
+        let keys: Vec<&str> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(keys, [delivered.idempotency_key.as_str()]);
+        assert_eq!(
+            r.json(),
+            Some(json!({"text": "Ticket 14: Fax down", "call": "call-9", "ticket": 14}))
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deferred_write_refused_with_400_ends_failed_without_retry() {
     let d = ticket_notify(
