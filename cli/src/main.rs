@@ -112,6 +112,10 @@ enum Command {
         /// of waiting in a queue. 0: no limit.
         #[arg(long, default_value_t = 1024)]
         max_in_flight: usize,
+        /// Threads that serve connections, each keeping its connections and their upstream
+        /// requests to itself (default: one per CPU).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
         /// The store of deferred writes and follow-ups (default: $MCA_STORE, or
         /// .mca/store.sqlite).
         #[arg(long)]
@@ -213,6 +217,7 @@ fn main() -> ExitCode {
             allow_private,
             cache_capacity,
             max_in_flight,
+            threads,
             store,
         } => with_sources(&paths, |s| {
             serve::serve(
@@ -223,6 +228,10 @@ fn main() -> ExitCode {
                     allow_private,
                     cache_capacity,
                     max_in_flight,
+                    threads: threads.map_or_else(
+                        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                        usize::from,
+                    ),
                     store,
                 },
             )

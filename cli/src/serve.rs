@@ -46,6 +46,7 @@ pub struct ServeArgs {
     pub allow_private: bool,
     pub cache_capacity: u64,
     pub max_in_flight: usize,
+    pub threads: usize,
     pub store: Option<std::path::PathBuf>,
 }
 
@@ -54,10 +55,11 @@ pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
         return ExitCode::from(EXIT_ERRORS);
     };
     init_logging("info");
-    let result = mca_runtime::block_on(async move {
+    let result = mca_runtime::block_on_current_thread(async move {
         let mut config = base_config(args.allow_private);
         config.cache_capacity = args.cache_capacity;
         config.max_in_flight = args.max_in_flight;
+        config.worker_threads = args.threads;
         config.store = args.store;
         let _demo = if args.demo {
             let (addr, handle) = match mca_runtime::demo::start(

@@ -217,6 +217,29 @@ fn serve_demo_answers_the_canonical_examples_offline() {
 }
 
 #[test]
+fn serve_threads_flag_sets_the_serving_threads_and_refuses_zero() {
+    let s = serve(
+        &["examples/lookup_customer.mca", "--demo", "--threads", "3"],
+        &[],
+    );
+    for _ in 0..4 {
+        let (status, body) = http(
+            &s.addr,
+            "POST",
+            "/actions/lookup_customer",
+            &[],
+            r#"{"phone": "+4930123456"}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""name":"Max Mustermann""#), "{body}");
+    }
+    let out = mca(&["serve", "examples/lookup_customer.mca", "--threads", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--threads"), "{stderr}");
+}
+
+#[test]
 fn serve_stops_on_sigterm() {
     let mut s = serve(&["examples/lookup_customer.mca", "--demo"], &[]);
     let pid = s.child.id().to_string();

@@ -63,6 +63,12 @@ pub struct Config {
     /// Most action calls the server runs at once; more get a fast `503 overloaded` with
     /// `Retry-After` instead of waiting in a queue (`--max-in-flight`). `0`: no limit.
     pub max_in_flight: usize,
+    /// Threads that serve connections (`--threads`), each with a single-threaded async runtime
+    /// and its own upstream connection pool: a connection stays on one thread, and so does
+    /// every request on it, from the caller's bytes to the upstream's answer. The accepting
+    /// task hands each new connection to the thread with the fewest open ones. `0`: connections
+    /// are served on the async runtime that runs the server.
+    pub worker_threads: usize,
     /// Where the store of deferred writes and follow-ups lives (`--store`); `None`: the
     /// default, [`crate::outbox::default_store_path`] (`$MCA_STORE` or `.mca/store.sqlite`).
     pub store: Option<std::path::PathBuf>,
@@ -91,6 +97,7 @@ impl Default for Config {
             resolve: HashMap::new(),
             breaker: crate::BreakerConfig::default(),
             max_in_flight: 1024,
+            worker_threads: 0,
             store: None,
             step_routes: HashMap::new(),
             deliver_deferred_inline: false,

@@ -159,6 +159,15 @@ impl Runtime {
         &self.config
     }
 
+    /// Gives the calling thread its own upstream connection pool: calls run on this thread
+    /// from now on send their requests over connections that only this thread drives. For a
+    /// thread that runs a single-threaded async runtime ([`Config::worker_threads`] does this
+    /// for each of its threads). Fails only if the client cannot be built, which
+    /// [`Runtime::new`] would have reported already.
+    pub fn attach_thread(&self) -> Result<(), String> {
+        self.outbound.attach_thread()
+    }
+
     /// The actions, in the order of the IR.
     pub fn actions(&self) -> impl Iterator<Item = &ir::Action> {
         self.order

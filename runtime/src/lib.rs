@@ -92,6 +92,16 @@ pub fn block_on<F: std::future::Future>(future: F) -> std::io::Result<F::Output>
     Ok(rt.block_on(future))
 }
 
+/// Runs a future to completion on a new single-threaded async runtime on this thread: for
+/// `mca serve`, whose connections are served on threads of their own
+/// ([`Config::worker_threads`]), while this one accepts them and runs the background work.
+pub fn block_on_current_thread<F: std::future::Future>(future: F) -> std::io::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(future))
+}
+
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM: the `shutdown` future for [`serve()`].
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     // Register the handlers now, not on first poll: a signal that arrives between start-up and

@@ -1,4 +1,8 @@
-//! Outbound HTTP: one pooled reqwest client with the SSRF guard, routes, and response reading.
+//! Outbound HTTP: pooled reqwest clients with the SSRF guard, routes, and response reading.
+//!
+//! One shared client, plus one per serving thread that asks for its own
+//! ([`Outbound::attach_thread`]): a request sent from such a thread uses connections that only
+//! this thread drives, so it never waits for another thread to be woken.
 //!
 //! The guard (unless `allow_private`):
 //! - plain `http://` is refused;
@@ -12,8 +16,10 @@
 //! Proxies from the environment are ignored (a proxy would resolve names itself), redirects are
 //! never followed (a 3xx is an upstream status like any other), certificates are validated.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -117,9 +123,13 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// The outbound side: one client, the policy, the routes.
+/// The outbound side: the clients, the policy, the routes.
 pub(crate) struct Outbound {
+    /// Builds requests; sends them from threads without a client of their own.
     pub client: reqwest::Client,
+    /// Tells this outbound's per-thread clients apart from other runtimes' in the same process.
+    id: u64,
+    extra_root_certs: Option<Vec<u8>>,
     resolver: GuardedResolver,
     allow_private: bool,
     routes: HashMap<String, SocketAddr>,
@@ -182,6 +192,34 @@ pub(crate) struct Received {
     pub body: Option<Bytes>,
 }
 
+static NEXT_OUTBOUND: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The clients this thread sends with, by [`Outbound::id`] ([`Outbound::attach_thread`]).
+    static THREAD_CLIENTS: RefCell<Vec<(u64, reqwest::Client)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn build_client(
+    resolver: &GuardedResolver,
+    extra_root_certs: Option<&[u8]>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = extra_root_certs {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("the extra root certificates do not parse: {e}"))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(resolver.clone()))
+        .user_agent(concat!("mca/", env!("CARGO_PKG_VERSION")))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| error_text(&e))
+}
+
 impl Outbound {
     pub(crate) fn new(config: &Config) -> Result<Outbound, String> {
         // reqwest is built without a default crypto provider (no cmake/nasm needed): use ring.
@@ -197,23 +235,11 @@ impl Outbound {
                     .collect(),
             ),
         };
-        let mut builder = reqwest::Client::builder();
-        if let Some(pem) = &config.extra_root_certs {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| format!("the extra root certificates do not parse: {e}"))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(resolver.clone()))
-            .user_agent(concat!("mca/", env!("CARGO_PKG_VERSION")))
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| error_text(&e))?;
+        let client = build_client(&resolver, config.extra_root_certs.as_deref())?;
         Ok(Outbound {
             client,
+            id: NEXT_OUTBOUND.fetch_add(1, Ordering::Relaxed),
+            extra_root_certs: config.extra_root_certs.clone(),
             resolver,
             allow_private: config.allow_private,
             routes: config
@@ -222,6 +248,18 @@ impl Outbound {
                 .map(|(k, v)| (k.to_ascii_lowercase(), *v))
                 .collect(),
         })
+    }
+
+    /// Gives the calling thread a client (a connection pool) of its own: requests sent from
+    /// this thread from now on use it. For a thread that runs a single-threaded async runtime,
+    /// whose tasks, upstream connections included, never move to another thread.
+    pub(crate) fn attach_thread(&self) -> Result<(), String> {
+        let client = build_client(&self.resolver, self.extra_root_certs.as_deref())?;
+        THREAD_CLIENTS.with_borrow_mut(|clients| {
+            clients.retain(|(id, _)| *id != self.id);
+            clients.push((self.id, client));
+        });
+        Ok(())
     }
 
     /// Resolves a host name through the guard, as a connection would (no connection is made).
@@ -358,7 +396,12 @@ impl Outbound {
         request: reqwest::Request,
         max_body: u64,
     ) -> Result<Received, Failure> {
-        let mut response = self.client.execute(request).await.map_err(classify)?;
+        let sending = THREAD_CLIENTS.with_borrow(|clients| {
+            let own = clients.iter().find(|(id, _)| *id == self.id);
+            own.map_or(&self.client, |(_, client)| client)
+                .execute(request)
+        });
+        let mut response = sending.await.map_err(classify)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -24,6 +24,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -34,7 +35,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::execute::Runtime;
 use crate::response::{CallContext, ErrorBody};
@@ -102,7 +103,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
-    /// finish (at most `drain_timeout`).
+    /// finish (at most `drain_timeout`). With [`Config::worker_threads`](crate::Config) set,
+    /// connections are served on that many threads of their own; otherwise on the async
+    /// runtime this runs on.
     pub async fn run(
         self,
         runtime: Arc<Runtime>,
@@ -114,41 +117,30 @@ impl Server {
                 addr: self.local_addr,
             });
         }
-        tracing::info!(addr = %self.local_addr, actions = runtime.actions().count(), "serving");
+        let limit = InFlight::new(config.max_in_flight);
+        let workers = Workers::start(config.worker_threads, &runtime, &limit)?;
+        tracing::info!(
+            addr = %self.local_addr,
+            actions = runtime.actions().count(),
+            threads = config.worker_threads,
+            "serving"
+        );
         // Deferred writes and follow-ups, including those a previous run left pending.
         let worker = runtime.start_worker();
         let graceful = GracefulShutdown::new();
-        let limit = InFlight::new(config.max_in_flight);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let rt = runtime.clone();
-                        let limit = limit.clone();
-                        let service = service_fn(move |req| {
-                            let rt = rt.clone();
-                            // Admission: past the limit, a fast 503 instead of a queue.
-                            let slot = limit.enter(&rt, &req);
-                            async move {
-                                Ok::<_, Infallible>(match slot {
-                                    Ok(_slot) => handle(rt, req).await,
-                                    Err(Shed) => overloaded(),
-                                })
+                        match &workers {
+                            Some(workers) => workers.hand_over(stream, peer),
+                            None => {
+                                let conn = connection(&runtime, &limit, stream, peer, &graceful);
+                                tokio::spawn(conn);
                             }
-                        });
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .keep_alive(true)
-                            .header_read_timeout(config.request_read_timeout)
-                            .serve_connection(TokioIo::new(stream), service);
-                        let conn = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(%peer, error = %e, "connection ended with an error");
-                            }
-                        });
+                        }
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: wait a moment, keep serving.
@@ -161,19 +153,189 @@ impl Server {
         }
         drop(self.listener);
         tracing::info!(
-            connections = graceful.count(),
+            connections = graceful.count() + workers.as_ref().map_or(0, Workers::open),
             "shutting down; draining in-flight requests"
         );
-        tokio::select! {
-            () = graceful.shutdown() => tracing::info!("drained"),
-            () = tokio::time::sleep(config.drain_timeout) => {
-                tracing::warn!("drain timeout reached; closing the remaining connections");
-            }
+        let drained = async {
+            let (here, there) = tokio::join!(drain(graceful, config.drain_timeout), async {
+                match workers {
+                    Some(workers) => workers.drain().await,
+                    None => true,
+                }
+            });
+            here && there
+        };
+        if drained.await {
+            tracing::info!("drained");
+        } else {
+            tracing::warn!("drain timeout reached; closed the remaining connections");
         }
         if let Some(worker) = worker {
             worker.shutdown().await;
         }
         Ok(())
+    }
+}
+
+/// Serves one connection until it closes (or, watched by `graceful`, until shutdown).
+fn connection(
+    runtime: &Arc<Runtime>,
+    limit: &InFlight,
+    stream: TcpStream,
+    peer: SocketAddr,
+    graceful: &GracefulShutdown,
+) -> impl Future<Output = ()> + Send + 'static {
+    let rt = runtime.clone();
+    let limit = limit.clone();
+    let config = runtime.config();
+    let service = service_fn(move |req| {
+        let rt = rt.clone();
+        // Admission: past the limit, a fast 503 instead of a queue.
+        let slot = limit.enter(&rt, &req);
+        async move {
+            Ok::<_, Infallible>(match slot {
+                Ok(_slot) => handle(rt, req).await,
+                Err(Shed) => overloaded(),
+            })
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(config.request_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    let conn = graceful.watch(conn);
+    async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Closes idle connections and waits for the others to finish, at most `timeout`. True when
+/// all finished in time.
+async fn drain(graceful: GracefulShutdown, timeout: std::time::Duration) -> bool {
+    tokio::time::timeout(timeout, graceful.shutdown())
+        .await
+        .is_ok()
+}
+
+/// The serving threads of [`Config::worker_threads`](crate::Config): each runs a
+/// single-threaded async runtime that serves the connections handed to it, with its own
+/// upstream connection pool ([`Runtime::attach_thread`]).
+struct Workers {
+    threads: Vec<WorkerThread>,
+}
+
+struct WorkerThread {
+    /// New connections for this thread; closed at shutdown, which starts its drain.
+    connections: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    /// Its open connections (counted up here when handed over, down there when closed).
+    open: Arc<AtomicUsize>,
+    /// Completes with the thread's drain result when it has drained.
+    done: tokio::sync::oneshot::Receiver<bool>,
+}
+
+impl Workers {
+    /// Starts `count` threads; `None` for 0.
+    fn start(
+        count: usize,
+        runtime: &Arc<Runtime>,
+        limit: &InFlight,
+    ) -> std::io::Result<Option<Workers>> {
+        if count == 0 {
+            return Ok(None);
+        }
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
+            let async_runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (connections, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+            let (finished, done) = tokio::sync::oneshot::channel();
+            let open = Arc::new(AtomicUsize::new(0));
+            let (runtime, limit, counter) = (runtime.clone(), limit.clone(), open.clone());
+            std::thread::Builder::new()
+                .name(format!("mca-serve-{index}"))
+                .spawn(move || {
+                    async_runtime.block_on(async move {
+                        if let Err(e) = runtime.attach_thread() {
+                            tracing::warn!(error = %e, "serving thread shares the upstream client");
+                        }
+                        let graceful = GracefulShutdown::new();
+                        while let Some((stream, peer)) = incoming.recv().await {
+                            let stream = match TcpStream::from_std(stream) {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    counter.fetch_sub(1, Ordering::Relaxed);
+                                    tracing::warn!(error = %e, "cannot serve a connection");
+                                    continue;
+                                }
+                            };
+                            let conn = connection(&runtime, &limit, stream, peer, &graceful);
+                            let counter = counter.clone();
+                            tokio::spawn(async move {
+                                conn.await;
+                                counter.fetch_sub(1, Ordering::Relaxed);
+                            });
+                        }
+                        let drained = drain(graceful, runtime.config().drain_timeout).await;
+                        let _ = finished.send(drained);
+                    });
+                })?;
+            threads.push(WorkerThread {
+                connections,
+                open,
+                done,
+            });
+        }
+        Ok(Some(Workers { threads }))
+    }
+
+    /// Hands a new connection to the thread with the fewest open ones.
+    fn hand_over(&self, stream: TcpStream, peer: SocketAddr) {
+        let Some(thread) = self
+            .threads
+            .iter()
+            .min_by_key(|t| t.open.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        // Leaves this runtime's reactor; the worker registers it with its own.
+        match stream.into_std() {
+            Ok(stream) => {
+                thread.open.fetch_add(1, Ordering::Relaxed);
+                if thread.connections.send((stream, peer)).is_err() {
+                    thread.open.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, "serving thread gone; connection closed");
+                }
+            }
+            Err(e) => tracing::warn!(%peer, error = %e, "cannot hand over a connection"),
+        }
+    }
+
+    /// Open connections on all threads.
+    fn open(&self) -> usize {
+        self.threads
+            .iter()
+            .map(|t| t.open.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Stops handing over connections and waits until every thread has drained (each within
+    /// `drain_timeout`). True when all drained in time.
+    async fn drain(self) -> bool {
+        let mut all = true;
+        let mut done = Vec::with_capacity(self.threads.len());
+        for thread in self.threads {
+            drop(thread.connections);
+            done.push(thread.done);
+        }
+        for d in done {
+            // A thread that panicked counts as not drained.
+            all &= d.await.unwrap_or(false);
+        }
+        all
     }
 }
 
