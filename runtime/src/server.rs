@@ -134,12 +134,12 @@ impl Server {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        match &workers {
+                        let here = match &workers {
                             Some(workers) => workers.hand_over(stream, peer),
-                            None => {
-                                let conn = connection(&runtime, &limit, stream, peer, &graceful);
-                                tokio::spawn(conn);
-                            }
+                            None => Some(stream),
+                        };
+                        if let Some(stream) = here {
+                            tokio::spawn(connection(&runtime, &limit, stream, peer, &graceful));
                         }
                     }
                     Err(e) => {
@@ -227,6 +227,9 @@ struct Workers {
     threads: Vec<WorkerThread>,
 }
 
+/// The open-connection count of a serving thread that is gone: never chosen again.
+const GONE: usize = usize::MAX;
+
 struct WorkerThread {
     /// New connections for this thread; closed at shutdown, which starts its drain.
     connections: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
@@ -292,25 +295,35 @@ impl Workers {
         Ok(Some(Workers { threads }))
     }
 
-    /// Hands a new connection to the thread with the fewest open ones.
-    fn hand_over(&self, stream: TcpStream, peer: SocketAddr) {
-        let Some(thread) = self
-            .threads
-            .iter()
-            .min_by_key(|t| t.open.load(Ordering::Relaxed))
-        else {
-            return;
-        };
+    /// Hands a new connection to the thread with the fewest open ones. Gives it back, to be
+    /// served here, only if every serving thread is gone (which a bug would have to cause).
+    fn hand_over(&self, stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
         // Leaves this runtime's reactor; the worker registers it with its own.
-        match stream.into_std() {
-            Ok(stream) => {
-                thread.open.fetch_add(1, Ordering::Relaxed);
-                if thread.connections.send((stream, peer)).is_err() {
-                    thread.open.fetch_sub(1, Ordering::Relaxed);
-                    tracing::warn!(%peer, "serving thread gone; connection closed");
+        let mut stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot hand over a connection");
+                return None;
+            }
+        };
+        loop {
+            let Some(thread) = self
+                .threads
+                .iter()
+                .filter(|t| t.open.load(Ordering::Relaxed) != GONE)
+                .min_by_key(|t| t.open.load(Ordering::Relaxed))
+            else {
+                return TcpStream::from_std(stream).ok();
+            };
+            thread.open.fetch_add(1, Ordering::Relaxed);
+            match thread.connections.send((stream, peer)) {
+                Ok(()) => return None,
+                Err(tokio::sync::mpsc::error::SendError((back, _))) => {
+                    thread.open.store(GONE, Ordering::Relaxed);
+                    tracing::error!("a serving thread stopped; the others serve its share");
+                    stream = back;
                 }
             }
-            Err(e) => tracing::warn!(%peer, error = %e, "cannot hand over a connection"),
         }
     }
 
@@ -319,6 +332,7 @@ impl Workers {
         self.threads
             .iter()
             .map(|t| t.open.load(Ordering::Relaxed))
+            .filter(|&n| n != GONE)
             .sum()
     }
 
