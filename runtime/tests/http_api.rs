@@ -513,8 +513,10 @@ async fn keep_alive_serves_many_requests_on_one_connection() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn graceful_shutdown_lets_in_flight_calls_finish() {
+/// Starts `calls` calls on connections of their own against a server with `worker_threads`,
+/// shuts the server down while the upstream holds them, and checks each still gets its answer
+/// and the listener is closed.
+async fn check_shutdown_lets_in_flight_calls_finish(worker_threads: usize, calls: usize) {
     let stub = Stub::start(vec![
         Reply::json(200, json!({"value": "slow"})).delayed(Duration::from_millis(300))
     ])
@@ -522,35 +524,53 @@ async fn graceful_shutdown_lets_in_flight_calls_finish() {
     .unwrap();
     let server = start(
         project(vec![with_timeout(action("a"), 2000)]),
-        config(&stub.url()),
+        Config {
+            worker_threads,
+            ..config(&stub.url())
+        },
     )
     .await;
-    let client = server.client.clone();
-    let url = server.url("/actions/a");
-    let in_flight = tokio::spawn(async move {
-        client
-            .post(url)
-            .body("{\"id\":\"1\"}")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
-    // Let the call reach the upstream, then shut down while it waits.
-    while stub.request_count() == 0 {
+    let in_flight: Vec<_> = (0..calls)
+        .map(|i| {
+            let url = server.url("/actions/a");
+            tokio::spawn(async move {
+                // A client of its own: a connection of its own.
+                let resp = client()
+                    .post(url)
+                    .body(json!({ "id": i.to_string() }).to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                serde_json::from_slice::<Value>(&resp.bytes().await.unwrap()).unwrap()
+            })
+        })
+        .collect();
+    // Let the calls reach the upstream, then shut down while they wait.
+    while stub.in_flight() < calls {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let addr = server.addr;
     let t = Instant::now();
     server.shutdown().await;
-    let body: Value = serde_json::from_str(&in_flight.await.unwrap()).unwrap();
-    assert_eq!(body["status"], "ok");
-    assert_eq!(body["output"]["value"], "slow");
+    for call in in_flight {
+        let body = call.await.unwrap();
+        assert_eq!(body["status"], "ok", "{body}");
+        assert_eq!(body["output"]["value"], "slow");
+    }
     assert!(t.elapsed() < Duration::from_secs(2));
     // The listener is closed.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_lets_in_flight_calls_finish() {
+    check_shutdown_lets_in_flight_calls_finish(0, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_lets_calls_in_flight_on_serving_threads_finish() {
+    // Two connections: one on each thread.
+    check_shutdown_lets_in_flight_calls_finish(2, 2).await;
 }
 
 /// The caller's object becomes the inputs: exactly the declared members, defaults for omitted
