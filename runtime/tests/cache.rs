@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use mca_compiler::ir::CacheScope;
 use mca_runtime::stub::{Reply, Stub};
+use mca_runtime::Config;
 use serde_json::json;
 
 fn value(v: &str) -> Reply {
@@ -73,13 +74,18 @@ async fn call_scoped_action_without_call_id_is_not_cached() {
     assert_eq!(stub.request_count(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn concurrent_misses_for_one_key_make_one_upstream_call() {
+/// Eight calls at once (on up to eight connections) for one key, on a server with
+/// `worker_threads`: one upstream call, whichever threads the calls land on.
+async fn check_concurrent_misses_make_one_upstream_call(worker_threads: usize) {
     let stub = Stub::start(vec![value("shared").delayed(Duration::from_millis(200))])
         .await
         .unwrap();
     let a = with_cache(with_timeout(action("a"), 2000), CacheScope::Global, None);
-    let server = Arc::new(start(project(vec![a]), config(&stub.url())).await);
+    let config = Config {
+        worker_threads,
+        ..config(&stub.url())
+    };
+    let server = Arc::new(start(project(vec![a]), config).await);
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let server = server.clone();
@@ -98,6 +104,16 @@ async fn concurrent_misses_for_one_key_make_one_upstream_call() {
     }
     assert_eq!(stub.request_count(), 1);
     assert_eq!(fresh, 1, "exactly one caller made the upstream call");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_for_one_key_make_one_upstream_call() {
+    check_concurrent_misses_make_one_upstream_call(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_on_different_serving_threads_make_one_upstream_call() {
+    check_concurrent_misses_make_one_upstream_call(3).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
