@@ -19,14 +19,20 @@ fn strict(base: &str) -> Config {
 }
 
 async fn refused(base_for: impl Fn(&Stub) -> String) {
+    refused_on(0, base_for).await;
+}
+
+/// [`refused`] on a server with `worker_threads` serving threads (each sends with a client of
+/// its own).
+async fn refused_on(worker_threads: usize, base_for: impl Fn(&Stub) -> String) {
     let stub = Stub::start(vec![Reply::json(200, json!({"value": "v"}))])
         .await
         .unwrap();
-    let server = start(
-        project(vec![with_retry(action("a"), 2, 5)]),
-        strict(&base_for(&stub)),
-    )
-    .await;
+    let config = Config {
+        worker_threads,
+        ..strict(&base_for(&stub))
+    };
+    let server = start(project(vec![with_retry(action("a"), 2, 5)]), config).await;
     let (status, body) = call(&server, "a", json!({"id": "1"}), None).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "fallback");
@@ -43,6 +49,11 @@ async fn loopback_upstream_over_https_ip_literal_is_refused_without_a_connection
 #[tokio::test(flavor = "multi_thread")]
 async fn loopback_upstream_by_name_is_refused_after_resolution_without_a_connection() {
     refused(|s| format!("https://localhost:{}", s.addr().port())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loopback_upstream_by_name_is_refused_on_serving_threads_too() {
+    refused_on(2, |s| format!("https://localhost:{}", s.addr().port())).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
