@@ -17,9 +17,15 @@
 //! [`Config::max_in_flight`](crate::Config::max_in_flight) concurrent `POST`s, the next get a
 //! fast `503` (`overloaded`, `Retry-After: 1`): excess load is shed, never queued.
 //!
+//! Threads: with [`Config::worker_threads`](crate::Config::worker_threads) (`mca serve
+//! --threads`), the accepting task hands each new connection to the serving thread with the
+//! fewest open ones; each such thread runs a single-threaded async runtime with its own
+//! upstream connection pool, so a request and its upstream exchange stay on one thread.
+//! Without it, connections are served on the async runtime that runs [`Server::run`].
+//!
 //! Shutdown: when the `shutdown` future completes, the listener closes, idle keep-alive
 //! connections are closed, and in-flight requests finish (each action answers by its deadline)
-//! within `drain_timeout`.
+//! within `drain_timeout`, on every serving thread.
 
 use std::convert::Infallible;
 use std::future::Future;
