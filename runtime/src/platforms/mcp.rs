@@ -1,6 +1,6 @@
 //! MCP (Model Context Protocol) server: every action is a tool. One message handler
 //! ([`handle`]) behind two transports: stdio ([`serve_stdio`], `mca mcp`) and streamable HTTP
-//! (`POST /mcp` on `mca serve`, see [`super::http`]).
+//! (`POST /mcp` on `mca serve`, see `platforms::http`).
 //!
 //! Both protocol eras are served, each request by the rules of the era it uses:
 //! - **2026-07-28** (stateless): a request whose `params._meta` carries
