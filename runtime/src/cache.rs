@@ -12,9 +12,16 @@
 //! upstream exchange whose result, success or not, every waiting caller gets
 //! ([`ActionCache::get_or_load`], on quick_cache's placeholders). With `stale_if_error`, `stale`
 //! keeps a copy for `ttl + stale_if_error`, read only when the upstream fails.
+//!
+//! A load is kept only if nothing made it outdated while it ran: an invalidation of the
+//! action (a write that `invalidates` it: the load may hold what the write changed), or, for
+//! `scope call`, the end of its call (the call's entries are gone and must stay gone). Such a
+//! load still answers its caller; callers that waited for it load again.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mca_compiler::ir::{self, CacheScope};
@@ -80,6 +87,38 @@ pub(crate) struct ActionCache {
     /// `ttl + stale_if_error`: how long the stale copy is kept.
     stale_for: Duration,
     decl: ir::Cache,
+    /// Counts invalidations: a load that began before one is not kept.
+    invalidations: AtomicU64,
+    /// `scope call`: the calls that ended lately; a load for one of them is not kept.
+    ended: Mutex<EndedCalls>,
+}
+
+/// How long an ended call is remembered: longer than any load can run (a load runs under its
+/// action's timeout, which the compiler bounds to 10 s).
+const ENDED_FOR: Duration = Duration::from_secs(60);
+
+/// Calls that ended within [`ENDED_FOR`], by id, and in the order they ended (for forgetting).
+#[derive(Default)]
+struct EndedCalls {
+    by_id: HashMap<Box<str>, Instant>,
+    order: VecDeque<(Instant, Box<str>)>,
+}
+
+impl EndedCalls {
+    fn add(&mut self, id: &str, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < ENDED_FOR {
+                break;
+            }
+            if let Some((at, old)) = self.order.pop_front() {
+                if self.by_id.get(&old) == Some(&at) {
+                    self.by_id.remove(&old);
+                }
+            }
+        }
+        self.by_id.insert(id.into(), now);
+        self.order.push_back((now, id.into()));
+    }
 }
 
 impl ActionCache {
@@ -93,6 +132,29 @@ impl ActionCache {
             ttl,
             stale_for,
             decl: decl.clone(),
+            invalidations: AtomicU64::new(0),
+            ended: Mutex::new(EndedCalls::default()),
+        }
+    }
+
+    /// Did an invalidation (since `invalidations` was read) or the end of the key's call make
+    /// a load for `key` outdated?
+    fn outdated(&self, key: &CacheKey, invalidations: u64) -> bool {
+        if self.invalidations.load(Ordering::SeqCst) != invalidations {
+            return true;
+        }
+        let Some(call) = &key.call else { return false };
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        ended.by_id.contains_key(call)
+    }
+
+    /// Drops `entry` from both stores if it is still what they hold for `key`.
+    fn forget(&self, key: &CacheKey, entry: &Arc<Entry>) {
+        for store in self.stores() {
+            store.remove_if(
+                key,
+                |s| matches!(s, Slot::Held { entry: e, .. } if Arc::ptr_eq(e, entry)),
+            );
         }
     }
 
@@ -125,9 +187,10 @@ impl ActionCache {
 
     /// The fresh entry for `key`: one held, the result of a concurrent caller's exchange for
     /// the same key (success or failure: concurrent misses make one upstream exchange), or
-    /// else `load`'s, which is then held for `ttl`. `true` with an entry this caller loaded.
-    /// A caller that stops waiting (its deadline) drops its part only: when the loader goes
-    /// away, one of the waiters loads instead.
+    /// else `load`'s, which is then held for `ttl` (and, with `stale_if_error`, a copy for
+    /// `ttl + stale_if_error`) unless it is outdated (module doc). `true` with an entry this
+    /// caller loaded. A caller that stops waiting (its deadline) drops its part only: when the
+    /// loader goes away, one of the waiters loads instead.
     pub(crate) async fn get_or_load(
         &self,
         key: &CacheKey,
@@ -146,13 +209,33 @@ impl ActionCache {
                 Err(guard) => break guard,
             }
         };
+        let invalidations = self.invalidations.load(Ordering::SeqCst);
         match load.await {
             Ok(entry) => {
+                if self.outdated(key, invalidations) {
+                    // Not kept; the waiters (the guard goes unused) load again.
+                    return Ok((entry, true));
+                }
                 let until = Instant::now() + self.ttl;
                 let _ = guard.insert(Slot::Held {
                     entry: entry.clone(),
                     until,
                 });
+                if let Some(stale) = &self.stale {
+                    let until = Instant::now() + self.stale_for;
+                    stale.insert(
+                        key.clone(),
+                        Slot::Held {
+                            entry: entry.clone(),
+                            until,
+                        },
+                    );
+                }
+                // An invalidation or the call's end between the check and the insert: it
+                // cleared the stores before the insert, so take the entry out again.
+                if self.outdated(key, invalidations) {
+                    self.forget(key, &entry);
+                }
                 Ok((entry, true))
             }
             Err(miss) => {
@@ -168,14 +251,6 @@ impl ActionCache {
         }
     }
 
-    /// Keeps a copy for `ttl + stale_if_error`, for when the upstream fails later.
-    pub(crate) fn store_stale(&self, key: CacheKey, entry: Arc<Entry>) {
-        if let Some(stale) = &self.stale {
-            let until = Instant::now() + self.stale_for;
-            stale.insert(key, Slot::Held { entry, until });
-        }
-    }
-
     /// The expired entry `stale_if_error` still allows, if any.
     pub(crate) fn get_stale(&self, key: &CacheKey) -> Option<Arc<Entry>> {
         live(&self.stale.as_ref()?.get(key)?).cloned()
@@ -186,6 +261,8 @@ impl ActionCache {
     }
 
     fn invalidate_all(&self) {
+        // First counted, then cleared: a load that finishes in between sees the count.
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
         for store in self.stores() {
             store.clear();
         }
@@ -195,6 +272,11 @@ impl ActionCache {
         if self.decl.scope != CacheScope::Call {
             return;
         }
+        // First remembered, then dropped: a load for the call that finishes in between sees it.
+        self.ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(id, Instant::now());
         for store in self.stores() {
             store.retain(|k, _| k.call.as_deref() != Some(id));
         }
@@ -400,6 +482,85 @@ mod tests {
         let (loader, waiter) = (loader.await.unwrap(), waiter.await.unwrap());
         assert_eq!(loader, Some((Some(200), true)));
         assert_eq!(waiter.map(|w| w.0), Some(Some(200)));
+    }
+
+    /// Loads `key` with a load that finishes when `go` fires; `during` runs while it waits.
+    /// Returns what the caller got.
+    async fn load_across(c: &ActionCache, key: &CacheKey, during: impl FnOnce()) -> Option<u16> {
+        let (go, gone) = tokio::sync::oneshot::channel::<()>();
+        let loading = c.get_or_load(key, async {
+            let _ = gone.await;
+            Ok(entry(200))
+        });
+        let run = async {
+            tokio::task::yield_now().await;
+            during();
+            let _ = go.send(());
+        };
+        let (got, ()) = tokio::join!(loading, run);
+        got.ok()
+            .and_then(|(e, loaded)| loaded.then_some(e.status).flatten())
+    }
+
+    fn of_call(call: &str, k: &str) -> CacheKey {
+        CacheKey {
+            call: Some(call.into()),
+            key: k.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_load_in_flight_when_the_action_is_invalidated_answers_but_is_not_kept() {
+        let c = cache_of(60_000, 10, CacheScope::Global, Some(60_000));
+        let got = load_across(&c, &key("a"), || c.invalidate_all()).await;
+        assert_eq!(got, Some(200), "the caller still gets its answer");
+        assert!(
+            c.get(&key("a")).is_none(),
+            "a pre-invalidation load was kept"
+        );
+        assert!(c.get_stale(&key("a")).is_none(), "its stale copy was kept");
+        // A load after the invalidation is kept again.
+        assert_eq!(load(&c, "a", 201).await, (Some(201), true));
+        assert!(c.get(&key("a")).is_some());
+        assert!(c.get_stale(&key("a")).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_load_in_flight_when_its_call_ends_answers_but_is_not_kept() {
+        let c = cache_of(60_000, 10, CacheScope::Call, Some(60_000));
+        let k = of_call("call-1", "a");
+        let got = load_across(&c, &k, || c.end_call("call-1")).await;
+        assert_eq!(got, Some(200));
+        assert!(c.get(&k).is_none(), "an ended call's load was kept");
+        assert!(c.get_stale(&k).is_none());
+        assert_eq!(c.footprint("call-1"), (0, 0));
+        // Nor is a load for the call that starts after it ended.
+        let got = load_across(&c, &k, || {}).await;
+        assert_eq!(got, Some(200));
+        assert_eq!(c.footprint("call-1"), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn another_call_ending_does_not_stop_a_load_from_being_kept() {
+        let c = cache_of(60_000, 10, CacheScope::Call, None);
+        let k = of_call("call-2", "a");
+        let got = load_across(&c, &k, || c.end_call("call-1")).await;
+        assert_eq!(got, Some(200));
+        assert_eq!(c.get(&k).and_then(|e| e.status), Some(200));
+    }
+
+    #[test]
+    fn ended_calls_are_forgotten_after_a_while() {
+        let mut ended = EndedCalls::default();
+        let t0 = Instant::now();
+        ended.add("old", t0);
+        ended.add("again", t0);
+        ended.add("again", t0 + ENDED_FOR / 2);
+        ended.add("new", t0 + ENDED_FOR + Duration::from_millis(1));
+        assert!(!ended.by_id.contains_key("old"));
+        assert!(ended.by_id.contains_key("again"), "ended again later: kept");
+        assert!(ended.by_id.contains_key("new"));
+        assert_eq!(ended.order.len(), 2);
     }
 
     #[tokio::test]

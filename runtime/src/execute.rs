@@ -409,14 +409,11 @@ impl Runtime {
                 .map(Arc::new)
         };
         match timeout_at(deadline, cache.get_or_load(&key, load)).await {
-            Ok(Ok((entry, true))) => {
-                cache.store_stale(key, entry.clone());
-                Ok(Fresh {
-                    detail: own_detail(&entry, &attempts),
-                    entry,
-                    cached: false,
-                })
-            }
+            Ok(Ok((entry, true))) => Ok(Fresh {
+                detail: own_detail(&entry, &attempts),
+                entry,
+                cached: false,
+            }),
             // Another caller's exchange produced it.
             Ok(Ok((entry, false))) => Ok(Fresh {
                 entry,

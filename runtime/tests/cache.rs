@@ -152,13 +152,13 @@ async fn failures_are_not_cached() {
     assert_eq!(stub.request_count(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn successful_write_invalidates_the_target_actions_entries() {
-    let reads = Stub::start(vec![value("before"), value("after")])
-        .await
-        .unwrap();
+/// A cached `read` (with `stale_if_error`) and a `write` that invalidates it, on upstreams of
+/// their own (`reads`
+/// answering `read_replies` in turn; the last is the writes' upstream).
+async fn read_and_write(read_replies: Vec<Reply>) -> (Running, Stub, Stub) {
+    let reads = Stub::start(read_replies).await.unwrap();
     let writes = Stub::start(vec![value("written")]).await.unwrap();
-    let read = with_cache(action("read"), CacheScope::Global, None);
+    let read = with_cache(action("read"), CacheScope::Global, Some(60_000));
     let mut write = post_action("write");
     write.invalidates = vec!["read".into()];
     // The write talks to another upstream: give it its own base variable.
@@ -170,7 +170,12 @@ async fn successful_write_invalidates_the_target_actions_entries() {
     let mut cfg = config(&reads.url());
     cfg.set_env("WRITE_BASE", writes.url());
     let server = start(project(vec![read, write]), cfg).await;
+    (server, reads, writes)
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn successful_write_invalidates_the_target_actions_entries() {
+    let (server, reads, _writes) = read_and_write(vec![value("before"), value("after")]).await;
     call(&server, "read", json!({"id": "1"}), None).await;
     let (_, hit) = call(&server, "read", json!({"id": "1"}), None).await;
     assert_eq!(hit["cached"], true);
@@ -180,6 +185,70 @@ async fn successful_write_invalidates_the_target_actions_entries() {
     assert_eq!(after["cached"], false);
     assert_eq!(after["output"]["value"], "after");
     assert_eq!(reads.request_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_in_flight_during_an_invalidating_write_is_answered_but_not_kept_even_as_stale() {
+    let (server, reads, _writes) = read_and_write(vec![
+        value("before").delayed(Duration::from_millis(300)),
+        Reply::status(503),
+    ])
+    .await;
+    let server = Arc::new(server);
+    let in_flight = {
+        let server = server.clone();
+        tokio::spawn(async move { call(&server, "read", json!({"id": "1"}), None).await })
+    };
+    while reads.in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (_, w) = call(&server, "write", json!({"id": "1"}), None).await;
+    assert_eq!(w["status"], "ok");
+    let (_, before) = in_flight.await.unwrap();
+    assert_eq!(
+        before["output"]["value"], "before",
+        "its caller gets its answer"
+    );
+    // The read began before the write: what it read may be what the write changed, so the
+    // failing upstream now gets the fallback, not that answer as a stale copy.
+    let (_, after) = call(&server, "read", json!({"id": "1"}), None).await;
+    assert_eq!(after["status"], "fallback", "{after}");
+    assert_ne!(after["output"]["value"], "before", "{after}");
+    assert_eq!(reads.request_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_in_flight_when_its_call_ends_is_answered_but_not_kept() {
+    let stub = Stub::start(vec![
+        value("before").delayed(Duration::from_millis(300)),
+        value("after"),
+    ])
+    .await
+    .unwrap();
+    let a = with_cache(with_timeout(action("a"), 2000), CacheScope::Call, None);
+    let server = Arc::new(start(project(vec![a]), config(&stub.url())).await);
+    let in_flight = {
+        let server = server.clone();
+        tokio::spawn(async move { call(&server, "a", json!({"id": "1"}), Some("call-1")).await })
+    };
+    while stub.in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let resp = server
+        .client
+        .delete(server.url("/calls/call-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let (_, first) = in_flight.await.unwrap();
+    assert_eq!(first["output"]["value"], "before");
+    let (_, again) = call(&server, "a", json!({"id": "1"}), Some("call-1")).await;
+    assert_eq!(
+        again["cached"], false,
+        "the ended call's entry came back: {again}"
+    );
+    assert_eq!(stub.request_count(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
