@@ -89,13 +89,14 @@ pub(crate) struct ActionCache {
     decl: ir::Cache,
     /// Counts invalidations: a load that began before one is not kept.
     invalidations: AtomicU64,
-    /// `scope call`: the calls that ended lately; a load for one of them is not kept.
-    ended: Mutex<EndedCalls>,
+    /// The calls that ended lately (shared by the project's caches); a `scope call` load
+    /// for one of them is not kept.
+    ended: Arc<Mutex<EndedCalls>>,
 }
 
 /// How long an ended call is remembered: longer than any load can run (a load runs under its
 /// action's timeout, which the compiler bounds to 10 s).
-const ENDED_FOR: Duration = Duration::from_secs(60);
+const ENDED_FOR: Duration = Duration::from_secs(30);
 
 /// Calls that ended within [`ENDED_FOR`], by id, and in the order they ended (for forgetting).
 #[derive(Default)]
@@ -122,7 +123,7 @@ impl EndedCalls {
 }
 
 impl ActionCache {
-    fn new(decl: &ir::Cache, capacity: u64) -> ActionCache {
+    fn new(decl: &ir::Cache, capacity: u64, ended: Arc<Mutex<EndedCalls>>) -> ActionCache {
         let capacity = usize::try_from(capacity.max(1)).unwrap_or(usize::MAX);
         let ttl = Duration::from_millis(decl.ttl_ms.max(1));
         let stale_for = ttl + Duration::from_millis(decl.stale_if_error_ms.unwrap_or(0));
@@ -133,7 +134,7 @@ impl ActionCache {
             stale_for,
             decl: decl.clone(),
             invalidations: AtomicU64::new(0),
-            ended: Mutex::new(EndedCalls::default()),
+            ended,
         }
     }
 
@@ -268,15 +269,12 @@ impl ActionCache {
         }
     }
 
-    fn end_call(&self, id: &str) {
+    /// Drops the call's entries (after [`EndedCalls::add`]: first remembered, then dropped, so
+    /// a load for the call that finishes in between sees it).
+    fn drop_call(&self, id: &str) {
         if self.decl.scope != CacheScope::Call {
             return;
         }
-        // First remembered, then dropped: a load for the call that finishes in between sees it.
-        self.ended
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .add(id, Instant::now());
         for store in self.stores() {
             store.retain(|k, _| k.call.as_deref() != Some(id));
         }
@@ -306,6 +304,9 @@ fn live(slot: &Slot) -> Option<&Arc<Entry>> {
 
 pub(crate) struct Caches {
     by_action: crate::NameMap<ActionCache>,
+    ended: Arc<Mutex<EndedCalls>>,
+    /// Whether any cache has `scope call` (only then are ended calls remembered).
+    any_call_scope: bool,
 }
 
 impl Caches {
@@ -313,10 +314,17 @@ impl Caches {
         decls: impl Iterator<Item = (&'a str, &'a ir::Cache)>,
         capacity: u64,
     ) -> Caches {
+        let ended = Arc::new(Mutex::new(EndedCalls::default()));
+        let by_action: crate::NameMap<ActionCache> = decls
+            .map(|(name, decl)| {
+                let cache = ActionCache::new(decl, capacity, ended.clone());
+                (name.to_string(), cache)
+            })
+            .collect();
         Caches {
-            by_action: decls
-                .map(|(name, decl)| (name.to_string(), ActionCache::new(decl, capacity)))
-                .collect(),
+            any_call_scope: by_action.values().any(|c| c.decl.scope == CacheScope::Call),
+            by_action,
+            ended,
         }
     }
 
@@ -331,10 +339,17 @@ impl Caches {
         }
     }
 
-    /// Drops every `scope call` entry of the call.
+    /// Drops every `scope call` entry of the call; loads for it still running are not kept.
     pub(crate) fn end_call(&self, id: &str) {
+        if !self.any_call_scope {
+            return;
+        }
+        self.ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(id, Instant::now());
         for c in self.by_action.values() {
-            c.end_call(id);
+            c.drop_call(id);
         }
     }
 
@@ -366,7 +381,18 @@ mod tests {
             scope,
             stale_if_error_ms,
         };
-        ActionCache::new(&decl, capacity)
+        ActionCache::new(&decl, capacity, Arc::default())
+    }
+
+    impl ActionCache {
+        /// What [`Caches::end_call`] does, for this cache alone.
+        fn end_call(&self, id: &str) {
+            self.ended
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .add(id, Instant::now());
+            self.drop_call(id);
+        }
     }
 
     fn cache(ttl_ms: u64, capacity: u64) -> ActionCache {
@@ -405,13 +431,13 @@ mod tests {
         let inputs = serde_json::json!({"b": {"x": [1, "é\""]}, "a": "x", "other": 1});
         let inputs = inputs.as_object().expect("an object");
         let call = CallContext::new(Some("c-1".into()), None);
-        let k = ActionCache::new(&decl, 10)
+        let k = ActionCache::new(&decl, 10, Arc::default())
             .key(inputs, &call)
             .expect("a key");
         assert_eq!(&*k.key, r#"["x",{"x":[1,"é\""]},null]"#);
         assert_eq!(k.call, None);
         decl.scope = CacheScope::Call;
-        let c = ActionCache::new(&decl, 10);
+        let c = ActionCache::new(&decl, 10, Arc::default());
         assert_eq!(
             c.key(inputs, &call).expect("a key").call.as_deref(),
             Some("c-1")
