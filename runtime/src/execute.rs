@@ -570,24 +570,12 @@ impl Runtime {
             outputs: None,
             steps: None,
         };
-        let received = match self.build(req, preq, &scope, None) {
-            Ok(built) => {
-                let rebuild = || self.build(req, preq, &scope, None);
-                // Bounded: `obtain` cuts every fetch at the deadline.
-                self.send(
-                    &prep.action.name,
-                    req,
-                    built,
-                    rebuild,
-                    deadline,
-                    true,
-                    attempts,
-                )
-                .await
-            }
-            Err(f) => Err(f),
-        };
-        let received = received.map_err(|f| miss(failed(f.reason, f.message), None))?;
+        let build = || self.build(req, preq, &scope, None);
+        // Bounded: `obtain` cuts every fetch at the deadline.
+        let received = self
+            .send(&prep.action.name, req, build, deadline, true, attempts)
+            .await
+            .map_err(|f| miss(failed(f.reason, f.message), None))?;
         let status = received.status;
         let action = &prep.action;
         if let Some(i) = action
@@ -799,20 +787,19 @@ impl Runtime {
     /// with a new one (not counted as a retry).
     ///
     /// `bounded`: the caller drops this future at `deadline` (so an attempt that may run until
-    /// the deadline needs no timer of its own). `rebuild` renders the same request again, for
-    /// a retry or a resend after a 401: the first attempt sends `built` itself, so a call
-    /// that needs one attempt (almost every call) never copies its request.
-    #[allow(clippy::too_many_arguments)]
+    /// the deadline needs no timer of its own). `build` renders the request (its failure is
+    /// this call's, before any request); a retry or a resend after a 401 renders it again, so
+    /// a call that needs one attempt (almost every call) never copies its request.
     async fn send(
         &self,
         action_name: &str,
         req: &ir::Request,
-        built: Built,
-        rebuild: impl Fn() -> Result<Built, Failure>,
+        build: impl Fn() -> Result<Built, Failure>,
         deadline: Instant,
         bounded: bool,
         attempts: &AtomicU32,
     ) -> Result<Received, Failure> {
+        let built = build()?;
         let max_attempts = if built.retryable {
             1 + req.retry.attempts
         } else {
@@ -839,7 +826,7 @@ impl Runtime {
             n += 1;
             let mut request = match original.take() {
                 Some(r) => r,
-                None => rebuild()?.request,
+                None => build()?.request,
             };
             let mut token = None;
             if let Some((key, secret)) = &built.oauth {

@@ -18,16 +18,6 @@ fn threaded(base: &str, threads: usize) -> Config {
     }
 }
 
-/// A client with at most one connection, so that each client is one inbound connection.
-fn one_connection_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
-
 /// Calls action `a` at `url` with input `id`; asserts a 200 and returns the answer.
 async fn ask(client: &reqwest::Client, url: &str, id: &str) -> Value {
     let resp = client
@@ -40,12 +30,13 @@ async fn ask(client: &reqwest::Client, url: &str, id: &str) -> Value {
     serde_json::from_slice(&resp.bytes().await.expect("body")).expect("JSON answer")
 }
 
-/// Calls action `a` on `n` connections of their own at once; returns the answers.
+/// Calls action `a` on `n` connections of their own (a client each) at once; returns the
+/// answers.
 async fn ask_concurrently(url: String, n: usize) -> Vec<Value> {
     let calls: Vec<_> = (0..n)
         .map(|i| {
             let url = url.clone();
-            tokio::spawn(async move { ask(&one_connection_client(), &url, &i.to_string()).await })
+            tokio::spawn(async move { ask(&client(), &url, &i.to_string()).await })
         })
         .collect();
     let mut answers = Vec::new();
@@ -61,9 +52,9 @@ async fn serving_threads_answer_every_connection_and_each_keeps_its_own_upstream
         .await
         .unwrap();
     let server = start(project(vec![action("a")]), threaded(&stub.url(), 2)).await;
-    // Four inbound connections, one call at a time: the fewest-open-connections rule gives
-    // two to each thread.
-    let clients: Vec<_> = (0..4).map(|_| one_connection_client()).collect();
+    // Four clients, one call at a time: each keeps one inbound connection, and the
+    // fewest-open-connections rule gives two to each thread.
+    let clients: Vec<_> = (0..4).map(|_| client()).collect();
     for round in 0..3 {
         for (i, client) in clients.iter().enumerate() {
             let answer = ask(client, &server.url("/actions/a"), &format!("{round}-{i}")).await;
@@ -102,7 +93,7 @@ async fn shutdown_closes_idle_connections_on_serving_threads_at_once() {
     config.drain_timeout = Duration::from_secs(30);
     let server = start(project(vec![action("a")]), config).await;
     // An idle keep-alive connection on a serving thread must not hold the drain for 30 s.
-    let client = one_connection_client();
+    let client = client();
     let answer = ask(&client, &server.url("/actions/a"), "1").await;
     assert_eq!(answer["status"], "ok");
     let t = Instant::now();

@@ -166,7 +166,6 @@ impl Runtime {
             self.send(
                 &prep.action.name,
                 &step.request,
-                build()?,
                 build,
                 step_deadline,
                 true, // cut by the timeout below
@@ -484,21 +483,14 @@ impl Runtime {
             }
             Ok::<_, crate::outbound::Failure>(built)
         };
-        let built = match build() {
-            Ok(b) => b,
-            Err(f) => {
-                return Delivery::Failed {
-                    reason: self.redact(&f.message),
-                }
-            }
-        };
+        // A request that cannot be rendered fails as `InvalidRequest` or `Blocked`: failed
+        // for good (below).
         let attempts = AtomicU32::new(0);
         let deadline = Instant::now() + Duration::from_millis(step.request.timeout_ms);
         match self
             .send(
                 &prep.action.name,
                 &step.request,
-                built,
                 build,
                 deadline,
                 false,
