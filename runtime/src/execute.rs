@@ -325,10 +325,9 @@ impl Runtime {
             }
         };
         if prep.action.steps.iter().any(|s| s.deferred.is_some()) {
-            if let Err(message) = self
-                .defer(prep, &inputs, &call, &answer.output, step_values.as_deref())
-                .await
-            {
+            // Boxed: only actions with deferred steps carry this future.
+            let defer = self.defer(prep, &inputs, &call, &answer.output, step_values.as_deref());
+            if let Err(message) = Box::pin(defer).await {
                 let detail = Detail {
                     attempts: answer.detail.attempts,
                     upstream_status: answer.detail.upstream_status,
@@ -382,8 +381,11 @@ impl Runtime {
             ..Detail::default()
         };
         let cache = self.caches.get(&action.name);
+        // A fetch is boxed where it starts: the wrappers below (the deadline, the cache's
+        // single flight) then move a pointer, not the whole future (each move of a future
+        // copies all of it, and these copies cost more than the allocation).
         let (Some(cache), Some(key)) = (cache, cache.and_then(|c| c.key(inputs, call))) else {
-            let fetch = self.fetch(prep, inputs, call, deadline, &attempts);
+            let fetch = Box::pin(self.fetch(prep, inputs, call, deadline, &attempts));
             return match timeout_at(deadline, fetch).await {
                 Ok(Ok(entry)) => Ok(Fresh {
                     detail: own_detail(&entry, &attempts),
@@ -403,11 +405,8 @@ impl Runtime {
             });
         }
         self.metrics.cache(&action.name, false);
-        let load = async {
-            self.fetch(prep, inputs, call, deadline, &attempts)
-                .await
-                .map(Arc::new)
-        };
+        let fetch = Box::pin(self.fetch(prep, inputs, call, deadline, &attempts));
+        let load = async { fetch.await.map(Arc::new) };
         match timeout_at(deadline, cache.get_or_load(&key, load)).await {
             Ok(Ok((entry, true))) => Ok(Fresh {
                 detail: own_detail(&entry, &attempts),
@@ -1004,5 +1003,23 @@ mod tests {
             assert!(d >= full / 2 && d <= full, "{n}: {d:?}");
         }
         assert_eq!(backoff(0, 3), Duration::ZERO);
+    }
+
+    /// A call's futures are moved into the deadline's and the cache's wrappers, and each move
+    /// copies all of it: 5 KB per call before a fetch was boxed where it starts (the rarely
+    /// used deferred steps too). A larger future means a branch is held inline; box it.
+    #[test]
+    fn a_calls_futures_stay_small() {
+        use crate::test_support::size_of_future;
+        let rt = crate::test_support::lookup_customer();
+        let prep = rt.actions.values().next().expect("one action");
+        let (call, inputs, deadline) = (CallContext::default(), Map::new(), Instant::now());
+        let run = size_of_future(|v: Value| rt.run(prep, v, call.clone(), deadline));
+        assert!(run <= 1536, "a call's future is {run} bytes");
+        let obtain = size_of_future(|()| rt.obtain(prep, &inputs, &call, deadline));
+        assert!(
+            obtain <= 1024,
+            "obtaining outputs is a future of {obtain} bytes"
+        );
     }
 }

@@ -145,3 +145,30 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// A runtime with examples/lookup_customer.mca, its environment set (nothing is sent).
+    pub(crate) fn lookup_customer() -> crate::Runtime {
+        let project = mca_compiler::compile(&[mca_compiler::Source::new(
+            "lookup_customer.mca",
+            include_str!("../../examples/lookup_customer.mca"),
+        )])
+        .ir
+        .expect("the example compiles");
+        let mut config = crate::Config {
+            env: Some(Default::default()),
+            ..crate::Config::default()
+        };
+        config.set_env("CRM_BASE_URL", "https://crm.example");
+        config.set_env("CRM_TOKEN", "token");
+        crate::Runtime::new(project, config).expect("the example starts")
+    }
+
+    /// The size of the future `make` returns, without making one. Every move of a future
+    /// (into a wrapper, into a box, into hyper's slot for a request's future) copies all of
+    /// it, so the futures of every call stay small: rarely used branches are boxed.
+    pub(crate) fn size_of_future<A, F>(_make: impl Fn(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+}
