@@ -174,6 +174,13 @@ row() { # label, result name, baseline result name
 
 echo
 echo "lookup_customer over loopback, wrk -t1, ${DURATION}s per run, medians of $ROUNDS rounds ($(nproc) cores, $(date -u +%Y-%m-%d))"
+# A KVM guest's idle vCPUs poll this long before halting. At 0 (polling off) every wake-up of an
+# idle vCPU costs tens of µs, which at one connection outweighs the servers' own work (see
+# BENCHMARKS.md, "Halt polling").
+HALTPOLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+if [ -r "$HALTPOLL" ]; then
+  echo "guest halt polling: $(cat "$HALTPOLL") ns"
+fi
 echo
 echo "| run                          |     req/s | p50 (µs) | p99 (µs) | req/s ×b | p50 ×b | CPU µs/req | errors |"
 echo "|------------------------------|----------:|---------:|---------:|---------:|-------:|-----------:|-------:|"
