@@ -233,6 +233,17 @@ fn serve_threads_flag_sets_the_serving_threads_and_refuses_zero() {
         assert_eq!(status, 200, "{body}");
         assert!(body.contains(r#""name":"Max Mustermann""#), "{body}");
     }
+    // The answers alone would come as well with the flag ignored: count the threads.
+    #[cfg(target_os = "linux")]
+    {
+        let tasks = format!("/proc/{}/task", s.child.id());
+        let serving = std::fs::read_dir(&tasks)
+            .unwrap_or_else(|e| panic!("{tasks}: {e}"))
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("mca-serve-"))
+            .count();
+        assert_eq!(serving, 3, "serving threads");
+    }
     let out = mca(&["serve", "examples/lookup_customer.mca", "--threads", "0"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);

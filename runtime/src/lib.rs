@@ -86,20 +86,21 @@ pub use server::{serve, ServeError, Server};
 /// Runs a future to completion on a new multi-threaded async runtime (for the CLI, which does
 /// not depend on the async runtime itself).
 pub fn block_on<F: std::future::Future>(future: F) -> std::io::Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    Ok(rt.block_on(future))
+    block_on_with(tokio::runtime::Builder::new_multi_thread(), future)
 }
 
 /// Runs a future to completion on a new single-threaded async runtime on this thread: for
 /// `mca serve`, whose connections are served on threads of their own
 /// ([`Config::worker_threads`]), while this one accepts them and runs the background work.
 pub fn block_on_current_thread<F: std::future::Future>(future: F) -> std::io::Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    Ok(rt.block_on(future))
+    block_on_with(tokio::runtime::Builder::new_current_thread(), future)
+}
+
+fn block_on_with<F: std::future::Future>(
+    mut builder: tokio::runtime::Builder,
+    future: F,
+) -> std::io::Result<F::Output> {
+    Ok(builder.enable_all().build()?.block_on(future))
 }
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM: the `shutdown` future for [`serve()`].
