@@ -47,6 +47,7 @@ pub struct ServeArgs {
     pub cache_capacity: u64,
     pub max_in_flight: usize,
     pub threads: usize,
+    pub idle_poll: std::time::Duration,
     pub store: Option<std::path::PathBuf>,
 }
 
@@ -60,6 +61,7 @@ pub fn serve(sources: &[Source], args: ServeArgs) -> ExitCode {
         config.cache_capacity = args.cache_capacity;
         config.max_in_flight = args.max_in_flight;
         config.worker_threads = args.threads;
+        config.idle_poll = args.idle_poll;
         config.store = args.store;
         let _demo = if args.demo {
             let (addr, handle) = match mca_runtime::demo::start(

@@ -251,6 +251,37 @@ fn serve_threads_flag_sets_the_serving_threads_and_refuses_zero() {
 }
 
 #[test]
+fn serve_idle_poll_flag_turns_polling_off_with_zero_and_refuses_more_than_a_tenth_of_a_second() {
+    let s = serve(
+        &[
+            "examples/lookup_customer.mca",
+            "--demo",
+            "--idle-poll-us",
+            "0",
+        ],
+        &[],
+    );
+    let (status, body) = http(
+        &s.addr,
+        "POST",
+        "/actions/lookup_customer",
+        &[],
+        r#"{"phone": "+4930123456"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""name":"Max Mustermann""#), "{body}");
+    let out = mca(&[
+        "serve",
+        "examples/lookup_customer.mca",
+        "--idle-poll-us",
+        "100001",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--idle-poll-us"), "{stderr}");
+}
+
+#[test]
 fn serve_stops_on_sigterm() {
     let mut s = serve(&["examples/lookup_customer.mca", "--demo"], &[]);
     let pid = s.child.id().to_string();

@@ -67,6 +67,7 @@ pub mod testing;
 
 mod cache;
 mod execute;
+mod idle;
 mod input;
 mod mapping;
 mod metrics;

@@ -199,6 +199,7 @@ fn connection(
         // Admission: past the limit, a fast 503 instead of a queue.
         let slot = limit.enter(&rt, &req);
         async move {
+            let _busy = crate::idle::busy();
             Ok::<_, Infallible>(match slot {
                 Ok(_slot) => handle(rt, req).await,
                 Err(Shed) => overloaded(),
@@ -257,8 +258,11 @@ impl Workers {
         }
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
+            let idle_poll = runtime.config().idle_poll;
             let async_runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_park(crate::idle::before_park)
+                .on_thread_unpark(crate::idle::after_unpark)
                 .build()?;
             let (connections, mut incoming) = tokio::sync::mpsc::unbounded_channel();
             let (finished, done) = tokio::sync::oneshot::channel();
@@ -267,7 +271,11 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("mca-serve-{index}"))
                 .spawn(move || {
+                    crate::idle::enable(idle_poll);
                     async_runtime.block_on(async move {
+                        if !idle_poll.is_zero() {
+                            tokio::spawn(crate::idle::poller());
+                        }
                         if let Err(e) = runtime.attach_thread() {
                             tracing::warn!(error = %e, "serving thread shares the upstream client");
                         }
@@ -284,7 +292,7 @@ impl Workers {
                             let conn = connection(&runtime, &limit, stream, peer, &graceful);
                             let counter = counter.clone();
                             tokio::spawn(async move {
-                                conn.await;
+                                crate::idle::counted(conn).await;
                                 counter.fetch_sub(1, Ordering::Relaxed);
                             });
                         }
