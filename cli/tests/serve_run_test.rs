@@ -216,6 +216,19 @@ fn serve_demo_answers_the_canonical_examples_offline() {
     assert_eq!(status, 200);
 }
 
+/// Asks the demo upstream's lookup_customer for Max's number; asserts he is found.
+fn assert_demo_finds_max(addr: &str) {
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/actions/lookup_customer",
+        &[],
+        r#"{"phone": "+4930123456"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""name":"Max Mustermann""#), "{body}");
+}
+
 #[test]
 fn serve_threads_flag_sets_the_serving_threads_and_refuses_zero() {
     let s = serve(
@@ -223,15 +236,7 @@ fn serve_threads_flag_sets_the_serving_threads_and_refuses_zero() {
         &[],
     );
     for _ in 0..4 {
-        let (status, body) = http(
-            &s.addr,
-            "POST",
-            "/actions/lookup_customer",
-            &[],
-            r#"{"phone": "+4930123456"}"#,
-        );
-        assert_eq!(status, 200, "{body}");
-        assert!(body.contains(r#""name":"Max Mustermann""#), "{body}");
+        assert_demo_finds_max(&s.addr);
     }
     // The answers alone would come as well with the flag ignored: count the threads.
     #[cfg(target_os = "linux")]
@@ -261,15 +266,7 @@ fn serve_idle_poll_flag_turns_polling_off_with_zero_and_refuses_more_than_a_tent
         ],
         &[],
     );
-    let (status, body) = http(
-        &s.addr,
-        "POST",
-        "/actions/lookup_customer",
-        &[],
-        r#"{"phone": "+4930123456"}"#,
-    );
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains(r#""name":"Max Mustermann""#), "{body}");
+    assert_demo_finds_max(&s.addr);
     let out = mca(&[
         "serve",
         "examples/lookup_customer.mca",

@@ -58,31 +58,13 @@ struct State {
 }
 
 thread_local! {
-    static STATE: State = const {
-        State {
-            ceiling: Cell::new(Duration::ZERO),
-            windows: [Cell::new(Duration::ZERO), Cell::new(Duration::ZERO)],
-            calls: Cell::new(0),
-            gap: Cell::new(Gap::Upstream),
-            activity: Cell::new(0),
-            seen: Cell::new(0),
-            idle_since: Cell::new(None),
-            sleeping_since: Cell::new(None),
-            start: Cell::new(false),
-            waker: Cell::new(None),
-        }
-    };
+    static STATE: State = const { State::new() };
 }
 
 /// Turns idle polling on for the calling thread, with windows up to `ceiling` (zero: off).
 /// Call it on the serving thread before its runtime starts, and spawn [`poller`] there.
 pub(crate) fn enable(ceiling: Duration) {
-    STATE.with(|s| {
-        s.ceiling.set(ceiling);
-        for window in &s.windows {
-            window.set(ceiling.min(GROW_START));
-        }
-    });
+    STATE.with(|s| s.enable(ceiling));
 }
 
 /// What a thread waits for when it is idle, each with a window of its own.
@@ -95,6 +77,29 @@ enum Gap {
 }
 
 impl State {
+    /// Idle polling off.
+    const fn new() -> State {
+        State {
+            ceiling: Cell::new(Duration::ZERO),
+            windows: [Cell::new(Duration::ZERO), Cell::new(Duration::ZERO)],
+            calls: Cell::new(0),
+            gap: Cell::new(Gap::Upstream),
+            activity: Cell::new(0),
+            seen: Cell::new(0),
+            idle_since: Cell::new(None),
+            sleeping_since: Cell::new(None),
+            start: Cell::new(false),
+            waker: Cell::new(None),
+        }
+    }
+
+    fn enable(&self, ceiling: Duration) {
+        self.ceiling.set(ceiling);
+        for window in &self.windows {
+            window.set(ceiling.min(GROW_START));
+        }
+    }
+
     /// Starts an idle gap at `now`, after activity: notes what it waits for, and returns its
     /// window.
     fn begin_gap(&self, now: Instant) -> Duration {
@@ -291,18 +296,9 @@ mod tests {
     }
 
     fn state(ceiling: Duration) -> State {
-        State {
-            ceiling: Cell::new(ceiling),
-            windows: [Cell::new(GROW_START), Cell::new(GROW_START)],
-            calls: Cell::new(0),
-            gap: Cell::new(Gap::Upstream),
-            activity: Cell::new(0),
-            seen: Cell::new(0),
-            idle_since: Cell::new(None),
-            sleeping_since: Cell::new(None),
-            start: Cell::new(false),
-            waker: Cell::new(None),
-        }
+        let s = State::new();
+        s.enable(ceiling);
+        s
     }
 
     #[test]
