@@ -117,9 +117,9 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
         /// Microseconds a serving thread keeps checking for new events before it sleeps, at
-        /// most (the window adapts to how soon events come; 0: sleep at once). Saves
+        /// most 1000 (the window adapts to how soon events come; 0: sleep at once). Saves
         /// wake-ups when the upstream answers fast, at the price of some CPU.
-        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=1000))]
         idle_poll_us: u32,
         /// The store of deferred writes and follow-ups (default: $MCA_STORE, or
         /// .mca/store.sqlite).

@@ -73,7 +73,9 @@ pub struct Config {
     /// (`--idle-poll-us`); the window adapts between zero and this to how soon events come
     /// (see [`crate::idle`]). Saves the wake-up of a sleeping thread (tens of microseconds on
     /// a VM) when the upstream or the caller answers within it, at the price of at most this
-    /// much CPU per idle gap. `0`: sleep at once. Only with [`Config::worker_threads`].
+    /// much CPU per idle gap. `0`: sleep at once. Only with [`Config::worker_threads`]. Keep it
+    /// well under a millisecond (the CLI allows at most 1 ms): timers fire at millisecond
+    /// granularity, and a window that long would learn to poll through a retry's backoff.
     pub idle_poll: Duration,
     /// Where the store of deferred writes and follow-ups lives (`--store`); `None`: the
     /// default, [`crate::outbox::default_store_path`] (`$MCA_STORE` or `.mca/store.sqlite`).

@@ -129,6 +129,11 @@ impl Server {
             addr = %self.local_addr,
             actions = runtime.actions().count(),
             threads = config.worker_threads,
+            idle_poll_us = if config.worker_threads > 0 {
+                config.idle_poll.as_micros()
+            } else {
+                0
+            },
             "serving"
         );
         // Deferred writes and follow-ups, including those a previous run left pending.
@@ -259,11 +264,14 @@ impl Workers {
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
             let idle_poll = runtime.config().idle_poll;
-            let async_runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .on_thread_park(crate::idle::before_park)
-                .on_thread_unpark(crate::idle::after_unpark)
-                .build()?;
+            let mut builder = tokio::runtime::Builder::new_current_thread();
+            builder.enable_all();
+            if !idle_poll.is_zero() {
+                builder
+                    .on_thread_park(crate::idle::before_park)
+                    .on_thread_unpark(crate::idle::after_unpark);
+            }
+            let async_runtime = builder.build()?;
             let (connections, mut incoming) = tokio::sync::mpsc::unbounded_channel();
             let (finished, done) = tokio::sync::oneshot::channel();
             let open = Arc::new(AtomicUsize::new(0));

@@ -13,6 +13,26 @@ use std::time::Duration;
 pub struct Served {
     pub child: Child,
     pub addr: String,
+    /// Its standard error after the line that announced the address, as it comes.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    /// Waits (up to 10 s) until its standard error has a line containing `needle`; returns
+    /// that line, or `None` with all it logged.
+    pub fn log_line(&self, needle: &str) -> Result<String, String> {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+                return Ok(line.to_string());
+            }
+            if std::time::Instant::now() > until {
+                return Err(log);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Served {
@@ -59,8 +79,17 @@ pub fn serve(args: &[&str], env: &[(&str, &str)]) -> Served {
         }
     };
     // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr }
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(mut log) = kept.lock() {
+                log.push_str(&line);
+                log.push('\n');
+            }
+        }
+    });
+    Served { child, addr, log }
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns the status and the JSON part of the
