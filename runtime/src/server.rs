@@ -21,6 +21,8 @@
 //! --threads`), the accepting task hands each new connection to the serving thread with the
 //! fewest open ones; each such thread runs a single-threaded async runtime with its own
 //! upstream connection pool, so a request and its upstream exchange stay on one thread.
+//! Before such a thread sleeps it polls for a short, adaptive window
+//! ([`Config::idle_poll`](crate::Config::idle_poll), see `idle.rs`).
 //! Without it, connections are served on the async runtime that runs [`Server::run`].
 //!
 //! Shutdown: when the `shutdown` future completes, the listener closes, idle keep-alive
