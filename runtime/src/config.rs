@@ -71,7 +71,7 @@ pub struct Config {
     pub worker_threads: usize,
     /// The longest a serving thread keeps checking for new events before it sleeps
     /// (`--idle-poll-us`); the window adapts between zero and this to how soon events come
-    /// (see [`crate::idle`]). Saves the wake-up of a sleeping thread (tens of microseconds on
+    /// (see `runtime/src/idle.rs`). Saves the wake-up of a sleeping thread (tens of microseconds on
     /// a VM) when the upstream or the caller answers within it, at the price of at most this
     /// much CPU per idle gap. `0`: sleep at once. Only with [`Config::worker_threads`]. Keep it
     /// well under a millisecond (the CLI allows at most 1 ms): timers fire at millisecond
