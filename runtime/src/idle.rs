@@ -17,8 +17,8 @@
 //! sleeps at once (until gaps of that kind are short again). At most the ceiling is spent per
 //! gap.
 //!
-//! Mechanics: a serving thread runs a single-threaded tokio runtime. Its `on_thread_park`
-//! hook ([`before_park`]) runs whenever the runtime has nothing left to do; when there was
+//! Mechanics: a serving thread runs a single-threaded tokio runtime ([`runtime`], [`start`]).
+//! Its `on_thread_park` hook ([`before_park`]) runs whenever the runtime has nothing left to do; when there was
 //! activity since the last gap it wakes the poller task ([`poller`]) instead of letting the
 //! thread sleep. The poller yields in a loop: between its turns the runtime checks epoll
 //! without blocking and runs whatever became ready. Activity is counted by the connection
@@ -62,10 +62,26 @@ thread_local! {
     static STATE: State = const { State::new() };
 }
 
-/// Turns idle polling on for the calling thread, with windows up to `ceiling` (zero: off).
-/// Call it on the serving thread before its runtime starts, and spawn [`poller`] there.
-pub(crate) fn enable(ceiling: Duration) {
+/// A serving thread's single-threaded async runtime, with the idle-polling hooks when
+/// `ceiling` is not zero. Its thread calls [`start`] in it.
+pub(crate) fn runtime(ceiling: Duration) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    if !ceiling.is_zero() {
+        builder
+            .on_thread_park(before_park)
+            .on_thread_unpark(after_unpark);
+    }
+    builder.build()
+}
+
+/// Starts idle polling on the calling thread, with windows up to `ceiling` (zero: off): call
+/// it first thing in the [`runtime`] built with the same ceiling.
+pub(crate) fn start(ceiling: Duration) {
     STATE.with(|s| s.enable(ceiling));
+    if !ceiling.is_zero() {
+        tokio::spawn(poller());
+    }
 }
 
 /// What a thread waits for when it is idle, each with a window of its own.
@@ -101,9 +117,14 @@ impl State {
         }
     }
 
-    /// Starts an idle gap at `now`, after activity: notes what it waits for, and returns its
-    /// window.
-    fn begin_gap(&self, now: Instant) -> Duration {
+    /// If there was activity since the current idle gap began, a new gap begins at `now`:
+    /// notes what it waits for, and returns its window.
+    fn gap_after_activity(&self, now: Instant) -> Option<Duration> {
+        let activity = self.activity.get();
+        if activity == self.seen.get() {
+            return None;
+        }
+        self.seen.set(activity);
         let gap = if self.calls.get() > 0 {
             Gap::Upstream
         } else {
@@ -111,7 +132,35 @@ impl State {
         };
         self.gap.set(gap);
         self.idle_since.set(Some(now));
-        self.windows[gap as usize].get()
+        Some(self.windows[gap as usize].get())
+    }
+
+    fn before_park(&self, now: Instant) {
+        if self.ceiling.get().is_zero() {
+            return;
+        }
+        if self.gap_after_activity(now).is_some_and(|w| !w.is_zero()) {
+            if let Some(waker) = self.waker.take() {
+                self.start.set(true);
+                waker.wake();
+                return;
+            }
+        }
+        // Polled (or not to poll) and nothing came: the thread sleeps. (Before its first
+        // activity there is no gap to learn from.)
+        self.sleeping_since.set(self.idle_since.get());
+    }
+
+    fn after_unpark(&self, now: Instant) {
+        let Some(since) = self.sleeping_since.take() else {
+            return;
+        };
+        let window = &self.windows[self.gap.get() as usize];
+        window.set(adapt(
+            window.get(),
+            self.ceiling.get(),
+            now.saturating_duration_since(since),
+        ));
     }
 }
 
@@ -133,48 +182,14 @@ impl Drop for Busy {
 /// The runtime's `on_thread_park` hook: it has nothing to run. After activity, starts the
 /// poller (the runtime then checks epoll without blocking and runs it); otherwise the thread
 /// is about to sleep.
-pub(crate) fn before_park() {
+fn before_park() {
     let _ = STATE.try_with(|s| s.before_park(Instant::now()));
 }
 
 /// The runtime's `on_thread_unpark` hook: after a real sleep, adapts the window to how long
 /// the thread was idle.
-pub(crate) fn after_unpark() {
+fn after_unpark() {
     let _ = STATE.try_with(|s| s.after_unpark(Instant::now()));
-}
-
-impl State {
-    fn before_park(&self, now: Instant) {
-        if self.ceiling.get().is_zero() {
-            return;
-        }
-        let activity = self.activity.get();
-        if activity != self.seen.get() {
-            self.seen.set(activity);
-            if !self.begin_gap(now).is_zero() {
-                if let Some(waker) = self.waker.take() {
-                    self.start.set(true);
-                    waker.wake();
-                    return;
-                }
-            }
-        }
-        // Polled (or not to poll) and nothing came: the thread sleeps. (Before its first
-        // activity there is no gap to learn from.)
-        self.sleeping_since.set(self.idle_since.get());
-    }
-
-    fn after_unpark(&self, now: Instant) {
-        let Some(since) = self.sleeping_since.take() else {
-            return;
-        };
-        let window = &self.windows[self.gap.get() as usize];
-        window.set(adapt(
-            window.get(),
-            self.ceiling.get(),
-            now.saturating_duration_since(since),
-        ));
-    }
 }
 
 /// The next window after an idle gap of `idle` (polling and sleeping) that polling within
@@ -193,7 +208,7 @@ fn adapt(window: Duration, ceiling: Duration, idle: Duration) -> Duration {
 
 /// The poller task of a serving thread: waits until [`before_park`] starts it, then keeps the
 /// thread checking for events until the window passes with no activity.
-pub(crate) async fn poller() {
+async fn poller() {
     // When the runtime drops the poller, its waker must not outlive it in the thread-local.
     struct Forget;
     impl Drop for Forget {
@@ -213,15 +228,7 @@ pub(crate) async fn poller() {
             tokio::task::yield_now().await;
             let now = Instant::now();
             // After activity a new gap begins, with its own window.
-            let window = STATE.with(|s| {
-                let activity = s.activity.get();
-                if activity == s.seen.get() {
-                    return None;
-                }
-                s.seen.set(activity);
-                Some(s.begin_gap(now))
-            });
-            if let Some(window) = window {
+            if let Some(window) = STATE.with(|s| s.gap_after_activity(now)) {
                 deadline = now + window;
             }
             if now >= deadline {
@@ -376,39 +383,28 @@ mod tests {
                 }
             }
         });
-        // Installed as `Workers::start` does, even with polling off (the hooks then do
-        // nothing): the control differs from the test only in the ceiling.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_park(before_park)
-            .on_thread_unpark(after_unpark)
-            .build()
-            .expect("runtime");
-        enable(ceiling);
+        // Set up as a serving thread is (`Workers::start`): the control differs from the test
+        // only in the ceiling.
+        let runtime = runtime(ceiling).expect("runtime");
         let result = runtime.block_on(async move {
-            tokio::spawn(poller());
+            start(ceiling);
             let metrics = tokio::runtime::Handle::current().metrics();
             let calls = tokio::spawn(counted(async move {
                 let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
                 conn.set_nodelay(true).expect("nodelay");
+                let parks = tokio::runtime::Handle::current().metrics();
+                let mut round_trips = async |n: usize| {
+                    let before = parks.worker_park_count(0);
+                    for _ in 0..n {
+                        let _busy = busy();
+                        conn.write_all(b"x").await.expect("write");
+                        conn.read_exact(&mut [0u8]).await.expect("read");
+                    }
+                    parks.worker_park_count(0) - before
+                };
                 // Warm up: the window grows to fit the peer.
-                for _ in 0..50 {
-                    let _busy = busy();
-                    conn.write_all(b"x").await.expect("write");
-                    conn.read_exact(&mut [0u8]).await.expect("read");
-                }
-                let before = tokio::runtime::Handle::current()
-                    .metrics()
-                    .worker_park_count(0);
-                for _ in 0..exchanges {
-                    let _busy = busy();
-                    conn.write_all(b"x").await.expect("write");
-                    conn.read_exact(&mut [0u8]).await.expect("read");
-                }
-                let parks = tokio::runtime::Handle::current()
-                    .metrics()
-                    .worker_park_count(0)
-                    - before;
+                round_trips(50).await;
+                let parks = round_trips(exchanges).await;
                 (parks, conn)
             }));
             let (parks, conn) = calls.await.expect("calls");

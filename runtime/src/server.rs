@@ -266,14 +266,7 @@ impl Workers {
         let mut threads = Vec::with_capacity(count);
         for index in 0..count {
             let idle_poll = runtime.config().idle_poll;
-            let mut builder = tokio::runtime::Builder::new_current_thread();
-            builder.enable_all();
-            if !idle_poll.is_zero() {
-                builder
-                    .on_thread_park(crate::idle::before_park)
-                    .on_thread_unpark(crate::idle::after_unpark);
-            }
-            let async_runtime = builder.build()?;
+            let async_runtime = crate::idle::runtime(idle_poll)?;
             let (connections, mut incoming) = tokio::sync::mpsc::unbounded_channel();
             let (finished, done) = tokio::sync::oneshot::channel();
             let open = Arc::new(AtomicUsize::new(0));
@@ -281,11 +274,8 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("mca-serve-{index}"))
                 .spawn(move || {
-                    crate::idle::enable(idle_poll);
                     async_runtime.block_on(async move {
-                        if !idle_poll.is_zero() {
-                            tokio::spawn(crate::idle::poller());
-                        }
+                        crate::idle::start(idle_poll);
                         if let Err(e) = runtime.attach_thread() {
                             tracing::warn!(error = %e, "serving thread shares the upstream client");
                         }
